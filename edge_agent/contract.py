@@ -1,0 +1,512 @@
+"""The wire contract between agents and the fleet: MQTT topics and payload schemas.
+
+This module is the only place that builds or parses topics and payloads. Both the
+agent and the fleet import it; `docs/protocol.md` documents it for humans.
+
+Topic tree (``<prefix>`` defaults to ``vigie``; the agent id sits at level 3 so a
+broker ACL pattern ``<prefix>/v1/%c/#`` confines an agent to its own branch)::
+
+    <prefix>/v1/<agent_id>/state             retained, QoS 1  birth / Last Will
+    <prefix>/v1/<agent_id>/reading/<kind>    QoS 1            one instrument reading
+    <prefix>/v1/<agent_id>/health            QoS 1            the agent's own health
+    <prefix>/v1/<agent_id>/event             QoS 1            notable things that happened
+
+Every data payload (reading, health, event) carries the schema version, the agent
+id, a per-agent monotonic sequence number shared by the three channels, and the
+measurement time in UTC. State messages are ordered by the agent's ``session``
+number instead: a Last Will from an older session never overrides a newer birth.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Final, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+SCHEMA_VERSION: Final = 1
+PROTOCOL_LEVEL: Final = "v1"
+DEFAULT_PREFIX: Final = "vigie"
+#: The fleet refuses larger payloads before parsing them; agents never send them.
+MAX_PAYLOAD_BYTES: Final = 64 * 1024
+
+QOS_DATA: Final = 1
+QOS_STATE: Final = 1
+
+# Identifiers end up in topic levels and InfluxDB tags: a conservative alphabet keeps
+# MQTT wildcards (+ #), level separators (/) and control characters out by construction.
+_IDENT_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+Identifier = Annotated[str, StringConstraints(pattern=_IDENT_PATTERN)]
+_IDENT_RE: Final = re.compile(_IDENT_PATTERN)
+_PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class AgentKind(enum.StrEnum):
+    """Where the agent runs."""
+
+    BOOTH = "booth"
+    BUS = "bus"
+
+
+class ReadingKind(enum.StrEnum):
+    """What a reading measures; also the InfluxDB measurement it is stored in."""
+
+    BLOOD_PRESSURE = "blood_pressure"
+    BODY_TEMPERATURE = "body_temperature"
+    BODY_WEIGHT = "body_weight"
+    PULSE_OXIMETRY = "pulse_oximetry"
+    POSITION = "position"
+
+
+#: The fields each reading kind may carry, with the units a device may report them in.
+#: Units follow UCUM spelling (``Cel``, ``[lb_av]``, ``/min``) so that no unit is implied.
+READING_FIELDS: Final[dict[ReadingKind, dict[str, frozenset[str]]]] = {
+    ReadingKind.BLOOD_PRESSURE: {
+        "systolic": frozenset({"mm[Hg]", "kPa"}),
+        "diastolic": frozenset({"mm[Hg]", "kPa"}),
+        "mean_arterial_pressure": frozenset({"mm[Hg]", "kPa"}),
+        "pulse_rate": frozenset({"/min"}),
+    },
+    ReadingKind.BODY_TEMPERATURE: {"temperature": frozenset({"Cel", "[degF]"})},
+    ReadingKind.BODY_WEIGHT: {"weight": frozenset({"kg", "[lb_av]"})},
+    ReadingKind.PULSE_OXIMETRY: {"spo2": frozenset({"%"}), "pulse_rate": frozenset({"/min"})},
+    ReadingKind.POSITION: {
+        "latitude": frozenset({"deg"}),
+        "longitude": frozenset({"deg"}),
+        "speed": frozenset({"km/h"}),
+    },
+}
+
+
+class DeviceStatusCode(enum.StrEnum):
+    """Connection state of one instrument, as the agent sees it."""
+
+    OK = "ok"
+    DISCONNECTED = "disconnected"
+    ERROR = "error"
+
+
+class Severity(enum.StrEnum):
+    """How much an event matters to an operator."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class Channel(enum.StrEnum):
+    """The fourth topic level."""
+
+    STATE = "state"
+    READING = "reading"
+    HEALTH = "health"
+    EVENT = "event"
+
+
+class RejectReason(enum.StrEnum):
+    """Why the fleet refused a message; each reason is counted and dead-lettered."""
+
+    OVERSIZED = "oversized"
+    BAD_TOPIC = "bad_topic"
+    NOT_JSON = "not_json"
+    UNKNOWN_SCHEMA_VERSION = "unknown_schema_version"
+    INVALID_PAYLOAD = "invalid_payload"
+    AGENT_MISMATCH = "agent_mismatch"
+
+
+class ContractError(ValueError):
+    """A topic or payload that does not follow the contract. Permanent: never retry it."""
+
+    def __init__(self, reason: RejectReason, detail: str) -> None:
+        super().__init__(f"{reason.value}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def _utc(value: datetime) -> datetime:
+    return value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_utc)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- opening hours --------------------------------------------------------------------
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: Final[tuple[Weekday, ...]] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_RANGE_RE: Final = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]|24):([0-5]\d)$")
+
+
+class OpeningHours(_Model):
+    """A site's weekly opening hours in its own time zone.
+
+    ``week`` maps a weekday to ranges such as ``"08:30-16:45"``; a day that is absent
+    is closed. An empty week means "always open" is *not* implied: a site with no
+    hours is always closed, so an offline agent there shows as ``closed``.
+    """
+
+    timezone: str = "Europe/Paris"
+    week: dict[Weekday, list[str]] = Field(default_factory=dict)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("week")
+    @classmethod
+    def _valid_ranges(cls, value: dict[Weekday, list[str]]) -> dict[Weekday, list[str]]:
+        for day, ranges in value.items():
+            for text in ranges:
+                match = _RANGE_RE.match(text)
+                if match is None:
+                    raise ValueError(f"{day}: {text!r} is not HH:MM-HH:MM")
+                start = int(match[1]) * 60 + int(match[2])
+                end = int(match[3]) * 60 + int(match[4])
+                if not start < end <= 24 * 60:
+                    raise ValueError(f"{day}: {text!r} ends before it starts")
+        return value
+
+    @classmethod
+    def always(cls, timezone: str = "Europe/Paris") -> OpeningHours:
+        """Open around the clock (hospitals, test fleets)."""
+        return cls(timezone=timezone, week={day: ["00:00-24:00"] for day in WEEKDAYS})
+
+    def is_open(self, at: datetime) -> bool:
+        """Whether the site is open at the aware instant ``at``."""
+        local = at.astimezone(ZoneInfo(self.timezone))
+        minute = local.hour * 60 + local.minute
+        for text in self.week.get(WEEKDAYS[local.weekday()], []):
+            start_text, end_text = text.split("-")
+            if _minutes(start_text) <= minute < _minutes(end_text):
+                return True
+        return False
+
+
+def _minutes(hhmm: str) -> int:
+    hours, minutes = hhmm.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
+# --- payloads -------------------------------------------------------------------------
+
+
+class DeviceInfo(_Model):
+    """One instrument the agent is configured to read."""
+
+    id: Identifier
+    kind: ReadingKind
+    model: Annotated[str, StringConstraints(max_length=100)] = "simulated"
+
+
+class Birth(_Model):
+    """What an agent says about itself when it connects."""
+
+    agent_version: Annotated[str, StringConstraints(max_length=40)]
+    site_id: Identifier
+    site_name: Annotated[str, StringConstraints(max_length=200)]
+    kind: AgentKind
+    opening_hours: OpeningHours
+    devices: list[DeviceInfo] = Field(max_length=64)
+
+
+class AgentState(_Model):
+    """Retained presence: a birth (``online``) or the Last Will (``online`` false).
+
+    ``session`` increases at every connection of the agent, so a late Last Will from
+    an earlier connection can be recognised and ignored.
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    agent_id: Identifier
+    online: bool
+    session: int = Field(ge=0)
+    since: UtcDatetime | None = None
+    birth: Birth | None = None
+
+    @model_validator(mode="after")
+    def _birth_when_online(self) -> AgentState:
+        if self.online and self.birth is None:
+            raise ValueError("an online state must carry the birth details")
+        return self
+
+
+class _DataMessage(_Model):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    agent_id: Identifier
+    seq: int = Field(ge=0)
+    measured_at: UtcDatetime
+
+
+class Reading(_DataMessage):
+    """One reading from one instrument.
+
+    A value the device marks invalid is ``None`` in ``values`` with its reason in
+    ``invalid``; it is never replaced by a plausible number.
+    """
+
+    kind: ReadingKind
+    device: Identifier
+    values: dict[str, float | None]
+    units: dict[str, str] = Field(default_factory=dict)
+    invalid: dict[str, Annotated[str, StringConstraints(max_length=200)]] = Field(
+        default_factory=dict
+    )
+
+    @model_validator(mode="after")
+    def _fields_match_kind(self) -> Reading:
+        allowed = READING_FIELDS[self.kind]
+        if not self.values:
+            raise ValueError("a reading needs at least one value")
+        for name, value in self.values.items():
+            if name not in allowed:
+                raise ValueError(f"{name!r} is not a field of {self.kind.value}")
+            if value is None and name not in self.invalid:
+                raise ValueError(f"{name!r} is null without a reason in 'invalid'")
+            if value is not None and not math.isfinite(value):
+                # Python's json accepts NaN/Infinity; they must travel as null + reason.
+                raise ValueError(f"{name!r} is not finite; send null with a reason")
+        for name, unit in self.units.items():
+            if name not in self.values:
+                raise ValueError(f"unit given for absent field {name!r}")
+            if unit not in allowed[name]:
+                raise ValueError(f"{unit!r} is not a unit of {name!r}")
+        for name in self.invalid:
+            if self.values.get(name, 0.0) is not None:
+                raise ValueError(f"'invalid' names {name!r}, which is not null")
+        return self
+
+
+class DeviceStatus(_Model):
+    """One instrument's state inside a health report."""
+
+    device: Identifier
+    kind: ReadingKind
+    status: DeviceStatusCode
+    last_reading_at: UtcDatetime | None = None
+
+
+class HealthReport(_DataMessage):
+    """The agent's own health."""
+
+    agent_version: Annotated[str, StringConstraints(max_length=40)]
+    uptime_s: float = Field(ge=0)
+    cpu_percent: float = Field(ge=0, le=100 * 256)  # psutil reports >100 on many cores
+    memory_percent: float = Field(ge=0, le=100)
+    disk_percent: float = Field(ge=0, le=100)
+    devices: list[DeviceStatus] = Field(max_length=64)
+
+
+class Event(_DataMessage):
+    """Something an operator may want to know happened on the agent."""
+
+    name: Identifier
+    severity: Severity
+    detail: Annotated[str, StringConstraints(max_length=1000)] = ""
+
+
+DataMessage = Reading | HealthReport | Event
+Message = AgentState | DataMessage
+
+
+# --- topics ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedTopic:
+    """The parts of a topic the fleet routes on."""
+
+    agent_id: str
+    channel: Channel
+    kind: ReadingKind | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Builds and parses the topic tree under one prefix."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not _PREFIX_RE.match(self.prefix):
+            raise ValueError(f"topic prefix {self.prefix!r} must match {_PREFIX_RE.pattern}")
+
+    def _base(self, agent_id: str) -> str:
+        if not _IDENT_RE.match(agent_id):
+            raise ValueError(f"agent id {agent_id!r} must match {_IDENT_PATTERN}")
+        return f"{self.prefix}/{PROTOCOL_LEVEL}/{agent_id}"
+
+    def state(self, agent_id: str) -> str:
+        return f"{self._base(agent_id)}/{Channel.STATE}"
+
+    def reading(self, agent_id: str, kind: ReadingKind) -> str:
+        return f"{self._base(agent_id)}/{Channel.READING}/{kind}"
+
+    def health(self, agent_id: str) -> str:
+        return f"{self._base(agent_id)}/{Channel.HEALTH}"
+
+    def event(self, agent_id: str) -> str:
+        return f"{self._base(agent_id)}/{Channel.EVENT}"
+
+    def topic_for(self, message: DataMessage) -> str:
+        """The topic a data message is published on."""
+        if isinstance(message, Reading):
+            return self.reading(message.agent_id, message.kind)
+        if isinstance(message, HealthReport):
+            return self.health(message.agent_id)
+        return self.event(message.agent_id)
+
+    def all_agents(self) -> str:
+        """The subscription filter for everything every agent publishes."""
+        return f"{self.prefix}/{PROTOCOL_LEVEL}/+/#"
+
+    def acl_pattern(self) -> str:
+        """A Mosquitto ACL pattern confining a client (``%c``) to its own branch."""
+        return f"{self.prefix}/{PROTOCOL_LEVEL}/%c/#"
+
+    def parse(self, topic: str) -> ParsedTopic:
+        """Split a topic into agent id, channel and reading kind, or raise ContractError."""
+        levels = topic.split("/")
+        if len(levels) < 4 or levels[0] != self.prefix or levels[1] != PROTOCOL_LEVEL:
+            raise ContractError(RejectReason.BAD_TOPIC, f"not under {self.prefix}/v1/")
+        agent_id, rest = levels[2], levels[3:]
+        if not _IDENT_RE.match(agent_id):
+            raise ContractError(RejectReason.BAD_TOPIC, "agent id level is not an identifier")
+        try:
+            channel = Channel(rest[0])
+        except ValueError:
+            raise ContractError(RejectReason.BAD_TOPIC, "unknown channel") from None
+        if channel is Channel.READING:
+            if len(rest) != 2:
+                raise ContractError(RejectReason.BAD_TOPIC, "reading topic needs a kind")
+            try:
+                return ParsedTopic(agent_id, channel, ReadingKind(rest[1]))
+            except ValueError:
+                raise ContractError(RejectReason.BAD_TOPIC, "unknown reading kind") from None
+        if len(rest) != 1:
+            raise ContractError(RejectReason.BAD_TOPIC, "unexpected levels after the channel")
+        return ParsedTopic(agent_id, channel)
+
+
+# --- encoding and decoding ------------------------------------------------------------
+
+
+def encode(message: Message) -> bytes:
+    """Serialise a message to its wire form (compact JSON, UTF-8)."""
+    return message.model_dump_json(exclude_none=False).encode()
+
+
+_CHANNEL_MODELS: Final[dict[Channel, type[_Model]]] = {
+    Channel.STATE: AgentState,
+    Channel.READING: Reading,
+    Channel.HEALTH: HealthReport,
+    Channel.EVENT: Event,
+}
+
+
+def decode(topics: Topics, topic: str, payload: bytes) -> tuple[ParsedTopic, Message]:
+    """Validate a received message against the contract.
+
+    Size is checked before anything is parsed. Raises ContractError with the reason.
+    """
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise ContractError(RejectReason.OVERSIZED, f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
+    parsed = topics.parse(topic)
+    try:
+        document = json.loads(payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError(RejectReason.NOT_JSON, str(exc)[:200]) from exc
+    except RecursionError as exc:  # deeply nested arrays
+        raise ContractError(RejectReason.NOT_JSON, "nested too deeply") from exc
+    if not isinstance(document, dict):
+        raise ContractError(RejectReason.INVALID_PAYLOAD, "payload is not a JSON object")
+    version = document.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise ContractError(
+            RejectReason.UNKNOWN_SCHEMA_VERSION, f"schema_version {str(version)[:20]!r}"
+        )
+    model = _CHANNEL_MODELS[parsed.channel]
+    try:
+        message = model.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "payload"
+        raise ContractError(RejectReason.INVALID_PAYLOAD, f"{where}: {first['msg']}") from exc
+    assert isinstance(message, AgentState | Reading | HealthReport | Event)  # noqa: S101
+    if message.agent_id != parsed.agent_id:
+        raise ContractError(RejectReason.AGENT_MISMATCH, "payload agent_id differs from topic")
+    if isinstance(message, Reading) and message.kind != parsed.kind:
+        raise ContractError(RejectReason.INVALID_PAYLOAD, "payload kind differs from topic")
+    return parsed, message
+
+
+def utc_now() -> datetime:
+    """The current time, aware, in UTC (one place to read the clock)."""
+    return datetime.now(UTC)
+
+
+# --- validated documents --------------------------------------------------------------
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class DocumentError(ValueError):
+    """A configuration document (file or pushed) that does not validate.
+
+    The message names the source, the field and the reason, on one line per problem.
+    """
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """``field.path: reason`` for each problem, one per line."""
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(document)"
+        lines.append(f"{where}: {error['msg']}")
+    return "\n".join(lines)
+
+
+def load_yaml_document(path: Path, model: type[ModelT]) -> ModelT:
+    """Read a YAML file and validate it into ``model``, or raise DocumentError."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise DocumentError(f"{path}: cannot read: {exc.strerror or exc}") from exc
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise DocumentError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(document, dict):
+        raise DocumentError(f"{path}: expected a mapping at the top level")
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        problems = describe_validation_error(exc).replace("\n", f"\n{path}: ")
+        raise DocumentError(f"{path}: {problems}") from exc

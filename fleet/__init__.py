@@ -1,0 +1,1 @@
+"""Vigie fleet: the central service and the technicians' CLI."""

@@ -1,0 +1,259 @@
+"""``fleet``: the fleet service and the technicians' command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import signal
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from edge_agent.backoff import backoff_delay
+from edge_agent.contract import DocumentError, ReadingKind, utc_now
+from fleet.config import CONFIG_ENV, FleetConfig, load_fleet_config
+from fleet.errors import FleetError, InfluxUnavailable
+from fleet.influx import InfluxClient
+from fleet.ingest import IngestService
+from fleet.presence import AgentStatus
+from fleet.queries import AgentView, agent_detail, list_agents, readings
+
+app = typer.Typer(
+    help="Vigie fleet: service and technician tools.", no_args_is_help=True, add_completion=False
+)
+console = Console()
+err_console = Console(stderr=True)
+log = logging.getLogger("fleet")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help=f"Fleet YAML config (default: ${CONFIG_ENV} or ./fleet.yaml)."
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+STATUS_STYLE = {
+    AgentStatus.ONLINE: "green",
+    AgentStatus.OFFLINE: "bold red",
+    AgentStatus.CLOSED: "dim",
+}
+
+
+def _config(path: Path | None) -> FleetConfig:
+    try:
+        return load_fleet_config(path)
+    except DocumentError as exc:
+        err_console.print(
+            f"[red]error:[/] invalid fleet configuration\n{escape(str(exc))}", highlight=False
+        )
+        raise typer.Exit(2) from None
+
+
+def _influx(config: FleetConfig) -> InfluxClient:
+    settings = config.influxdb
+    return InfluxClient(settings.url, settings.database, settings.timeout_s)
+
+
+def _fail(exc: FleetError) -> typer.Exit:
+    err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+    return typer.Exit(1)
+
+
+def _ago(at: datetime | None, now: datetime) -> str:
+    if at is None:
+        return "never"
+    seconds = max(0, int((now - at).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def agents_table(views: list[AgentView], now: datetime) -> Table:
+    """The ``fleet agents`` table (also shown live by the demo)."""
+    table = Table(show_lines=False, header_style="bold")
+    for column in ("agent", "site", "kind", "state", "last seen", "version", "devices"):
+        table.add_column(column)
+    for view in views:
+        style = STATUS_STYLE[view.status]
+        table.add_row(
+            view.agent_id,
+            escape(view.site_name or view.site_id or "?"),
+            view.kind or "?",
+            f"[{style}]{view.status.value}[/]",
+            _ago(view.last_seen, now),
+            escape(view.agent_version or "?"),
+            ", ".join(view.devices),
+        )
+    return table
+
+
+def _wait_for_influx(client: InfluxClient, stop: threading.Event) -> bool:
+    attempt = 0
+    while not stop.is_set():
+        try:
+            client.create_database()
+        except InfluxUnavailable as exc:
+            delay = backoff_delay(attempt, 1.0, 30.0, random.Random())
+            log.warning("%s; retrying in %.0f s", exc, delay)
+            attempt += 1
+            stop.wait(delay)
+        else:
+            return True
+    return False
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the fleet service: MQTT in, InfluxDB out, until SIGTERM."""
+    settings = _config(config)
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    influx = _influx(settings)
+    try:
+        if not _wait_for_influx(influx, stop):
+            return
+        service = IngestService(settings, influx)
+        service.start()
+        log.info(
+            "fleet service %s started (database %s at %s)",
+            settings.mqtt.client_id,
+            settings.influxdb.database,
+            settings.influxdb.url,
+        )
+        while not stop.wait(60):
+            stats = service.stats
+            log.info(
+                "received %d, stored %d points, rejected %s",
+                stats.received,
+                stats.stored_points,
+                dict(stats.rejected) or "none",
+            )
+        service.stop()
+        log.info("fleet service stopped")
+    finally:
+        influx.close()
+
+
+@app.command()
+def agents(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """List every agent: site, kind, state (online, offline, closed), last seen, devices."""
+    settings = _config(config)
+    now = utc_now()
+    with _influx(settings) as client:
+        try:
+            views = list_agents(client, now)
+        except FleetError as exc:
+            raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps([view.as_json() for view in views], indent=2))
+        return
+    if not views:
+        console.print("No agent has reported yet.")
+        return
+    console.print(agents_table(views, now))
+    counts = {status: sum(view.status is status for view in views) for status in AgentStatus}
+    console.print(", ".join(f"{count} {status.value}" for status, count in counts.items()))
+
+
+@app.command()
+def agent(
+    agent_id: Annotated[str, typer.Argument(help="The agent's id.")],
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """One agent's details, latest health and instruments."""
+    settings = _config(config)
+    now = utc_now()
+    with _influx(settings) as client:
+        try:
+            detail = agent_detail(client, agent_id, now)
+        except FleetError as exc:
+            raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(detail.as_json(), indent=2))
+        return
+    view = detail.agent
+    style = STATUS_STYLE[view.status]
+    console.print(
+        f"[bold]{view.agent_id}[/]  [{style}]{view.status.value}[/] since "
+        f"{view.status_since:%Y-%m-%d %H:%M:%S} UTC (session {view.session})"
+    )
+    console.print(
+        f"site: {escape(view.site_name or '?')} ({view.site_id}), {view.kind}, "
+        f"agent {escape(view.agent_version or '?')}, last seen {_ago(view.last_seen, now)}"
+    )
+    if view.opening_hours is not None:
+        week = view.opening_hours.week
+        hours = "; ".join(f"{day} {' '.join(ranges)}" for day, ranges in week.items()) or "closed"
+        console.print(f"opening hours ({view.opening_hours.timezone}): {hours}")
+    if detail.health:
+        health = detail.health
+        console.print(
+            f"health at {health['time']}: uptime {health['uptime_s']:.0f} s, "
+            f"cpu {health['cpu_percent']:.0f} %, memory {health['memory_percent']:.0f} %, "
+            f"disk {health['disk_percent']:.0f} %, devices ok "
+            f"{health['devices_ok']}/{health['devices_total']}"
+        )
+    table = Table("device", "kind", "status", "last reading age", header_style="bold")
+    for device in detail.devices:
+        age = device.get("last_reading_age_s")
+        table.add_row(
+            device["device"],
+            device.get("kind") or "?",
+            device["status"],
+            f"{age:.0f} s" if age is not None else "never",
+        )
+    if detail.devices:
+        console.print(table)
+
+
+@app.command(name="readings")
+def readings_command(
+    agent_id: Annotated[str, typer.Argument(help="The agent's id.")],
+    kind: Annotated[ReadingKind | None, typer.Option(help="Only this kind of reading.")] = None,
+    since: Annotated[str, typer.Option(help="How far back: 30m, 1h, 7d...")] = "1h",
+    limit: Annotated[int, typer.Option(help="At most this many readings.")] = 100,
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """An agent's readings from InfluxDB, newest first."""
+    settings = _config(config)
+    with _influx(settings) as client:
+        try:
+            rows = readings(client, agent_id, kind, since, limit)
+        except FleetError as exc:
+            raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        console.print(f"No readings from {agent_id} in the last {since}.")
+        return
+    table = Table("time", "kind", "device", "seq", "values", header_style="bold")
+    skip = {"time", "kind", "device", "seq"}
+    for row in rows:
+        values = _format_values({k: v for k, v in row.items() if k not in skip})
+        table.add_row(
+            row["time"], row["kind"], row.get("device", "?"), str(row.get("seq")), escape(values)
+        )
+    console.print(table)
+
+
+def _format_values(values: dict[str, Any]) -> str:
+    return "  ".join(f"{key}={value}" for key, value in values.items())

@@ -1,0 +1,297 @@
+"""The fleet service's ingest loop: MQTT in, InfluxDB out, acknowledged after the write.
+
+paho-mqtt is used directly (not aiomqtt) because it can leave QoS 1 acknowledgements
+to the application (``manual_ack``): a message is acknowledged only once its points are
+in InfluxDB, so a fleet process that dies holding messages gets them redelivered by the
+broker instead of losing them. aiomqtt acknowledges on receipt.
+
+Threads: paho's network thread decodes each message into points (cheap, pure) and
+queues them; one writer thread batches the queue into line-protocol writes and then
+acknowledges the batch's messages in arrival order, as MQTT requires. While InfluxDB
+is down, nothing is acknowledged; the broker stops sending once ``max_inflight``
+messages are unacknowledged and keeps the rest in this instance's persistent session.
+
+Bad messages are acknowledged *and* set aside (the ``dead_letter`` measurement), so a
+stream of garbage can never wedge the consumer.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_agent.backoff import backoff_delay
+from edge_agent.contract import QOS_DATA, ContractError, Topics, decode
+from fleet.config import FleetConfig
+from fleet.errors import InfluxRejected, InfluxUnavailable
+from fleet.influx import PointWriter
+from fleet.lineprotocol import LineProtocolError, Point, encode_point
+from fleet.points import dead_letter_point, message_points
+
+log = logging.getLogger(__name__)
+
+#: A rejected point, named for what refused it.
+STORAGE_REFUSED = "storage_refused"
+
+
+class UniqueClock:
+    """Wall-clock nanoseconds that never repeat: points timed by reception must not
+    overwrite each other when two messages arrive within the clock's resolution."""
+
+    def __init__(self, now_ns: Callable[[], int] = time.time_ns) -> None:
+        self._now_ns = now_ns
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> int:
+        with self._lock:
+            self._last = max(self._now_ns(), self._last + 1)
+            return self._last
+
+
+@dataclass(slots=True)
+class Pending:
+    """A received message's points and what is needed to acknowledge it."""
+
+    points: list[Point]
+    mid: int
+    qos: int
+
+
+@dataclass
+class IngestStats:
+    """Counters an operator (and a test) can read."""
+
+    received: int = 0
+    stored_points: int = 0
+    acknowledged: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
+class RateLimitedLog:
+    """Logs a reason the first time, then at most once a minute with the count since."""
+
+    def __init__(self, interval_s: float = 60.0) -> None:
+        self._interval_s = interval_s
+        self._last: dict[str, float] = {}
+        self._suppressed: Counter[str] = Counter()
+
+    def warning(self, reason: str, message: str) -> None:
+        now = time.monotonic()
+        last = self._last.get(reason)
+        if last is not None and now - last < self._interval_s:
+            self._suppressed[reason] += 1
+            return
+        self._last[reason] = now
+        suppressed = self._suppressed.pop(reason, 0)
+        extra = f" ({suppressed} more since last report)" if suppressed else ""
+        log.warning("%s%s", message, extra)
+
+
+def points_for(
+    topics: Topics, topic: str, payload: bytes, received_ns: int
+) -> tuple[list[Point], ContractError | None]:
+    """Decode one message into the points that store it, or into a dead letter."""
+    try:
+        _, message = decode(topics, topic, payload)
+        return message_points(message, received_ns), None
+    except ContractError as error:
+        point = dead_letter_point(error.reason, error.detail, topic, payload, received_ns)
+        return [point], error
+
+
+class IngestService:
+    """One fleet instance. Several may run against one broker and share the traffic."""
+
+    def __init__(
+        self,
+        config: FleetConfig,
+        writer: PointWriter,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.topics = Topics(config.mqtt.topic_prefix)
+        self.stats = IngestStats()
+        self.connected = threading.Event()
+        self._writer = writer
+        self._rng = rng or random.Random()
+        self._clock = UniqueClock()
+        self._pending: queue.Queue[Pending] = queue.Queue()
+        self._stopping = threading.Event()
+        self._rejections = RateLimitedLog()
+        self._client = self._make_client()
+        self._writer_thread = threading.Thread(
+            target=self._write_loop, name="influx-writer", daemon=True
+        )
+
+    # --- MQTT side (paho's network thread) -------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        settings = self.config.mqtt
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            clean_session=False,  # the broker queues for us while we are away
+            manual_ack=True,
+        )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_message = self._on_message
+        # paho's own backoff has no jitter; a restarted broker sees every fleet instance
+        # at once, but they are few. Agents, which are many, use jittered backoff.
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        return client
+
+    @property
+    def subscription(self) -> str:
+        return f"$share/{self.config.mqtt.share_group}/{self.topics.all_agents()}"
+
+    def _on_connect(
+        self, client: mqtt.Client, _u: object, _f: object, reason: object, _p: object = None
+    ) -> None:
+        if getattr(reason, "is_failure", False):
+            log.error("broker refused the connection: %s", reason)
+            return
+        # Subscribe on every connect: a broker that lost its state (or a new broker in
+        # a cluster) would otherwise leave this instance connected and deaf.
+        client.subscribe(self.subscription, qos=QOS_DATA)
+        self.connected.set()
+        log.info(
+            "connected to %s:%d, subscribed to %s",
+            self.config.mqtt.host,
+            self.config.mqtt.port,
+            self.subscription,
+        )
+
+    def _on_disconnect(
+        self, _c: mqtt.Client, _u: object, _f: object, reason: object, _p: object = None
+    ) -> None:
+        self.connected.clear()
+        if not self._stopping.is_set():
+            log.warning("lost the broker (%s); reconnecting", reason)
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: object) -> None:
+        log.warning(
+            "broker %s:%d unreachable; retrying", self.config.mqtt.host, self.config.mqtt.port
+        )
+
+    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        self.stats.received += 1
+        points, error = points_for(
+            self.topics, message.topic, bytes(message.payload), self._clock()
+        )
+        if error is not None:
+            self.stats.rejected[error.reason.value] += 1
+            self._rejections.warning(
+                error.reason.value,
+                f"dead-lettered a message on {message.topic[:200]!r}: {error}",
+            )
+        self._pending.put(Pending(points, message.mid, message.qos))
+
+    # --- InfluxDB side (writer thread) -------------------------------------------------
+
+    def _next_batch(self) -> list[Pending]:
+        settings = self.config.ingest
+        try:
+            first = self._pending.get(timeout=0.5)
+        except queue.Empty:
+            return []
+        batch, count = [first], len(first.points)
+        deadline = time.monotonic() + settings.batch_max_delay_s
+        while count < settings.batch_max_points:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                item = self._pending.get(timeout=remaining)
+            except queue.Empty:
+                break
+            batch.append(item)
+            count += len(item.points)
+        return batch
+
+    def _write_loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if not batch:
+                if self._stopping.is_set():
+                    return
+                continue
+            self._store([point for item in batch for point in item.points])
+            for item in batch:
+                if item.qos > 0:
+                    self._client.ack(item.mid, item.qos)
+            self.stats.acknowledged += len(batch)
+
+    def _store(self, points: Sequence[Point]) -> None:
+        """Write until InfluxDB has the points; only shutdown interrupts the retries."""
+        attempt = 0
+        while True:
+            try:
+                self._write_isolating_rejects(points)
+            except InfluxUnavailable as exc:
+                delay = backoff_delay(attempt, 0.5, 10.0, self._rng)
+                if attempt == 0:
+                    log.warning("%s; holding %d points, retrying", exc, len(points))
+                attempt += 1
+                time.sleep(delay)
+                continue
+            if attempt:
+                log.info("InfluxDB is back; wrote %d held points", len(points))
+            self.stats.stored_points += len(points)
+            return
+
+    def _write_isolating_rejects(self, points: Sequence[Point]) -> None:
+        try:
+            self._writer.write(points)
+        except InfluxRejected as exc:
+            if len(points) == 1:
+                self._set_aside(points[0], str(exc))
+                return
+        else:
+            return
+        # One bad point (a field type conflict, say) must not sink its batch: bisect to
+        # find it. Points are idempotent, so rewriting the good ones does no harm.
+        middle = len(points) // 2
+        self._write_isolating_rejects(points[:middle])
+        self._write_isolating_rejects(points[middle:])
+
+    def _set_aside(self, point: Point, why: str) -> None:
+        self.stats.rejected[STORAGE_REFUSED] += 1
+        self._rejections.warning(STORAGE_REFUSED, f"InfluxDB refused a point: {why}")
+        try:
+            line = encode_point(point)
+        except LineProtocolError as exc:
+            line = f"(unencodable: {exc})"
+        letter = dead_letter_point(
+            STORAGE_REFUSED, why, point.measurement, line.encode(), self._clock()
+        )
+        try:
+            self._writer.write([letter])
+        except InfluxRejected:
+            log.exception("InfluxDB refused even the dead letter; dropping it")
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        settings = self.config.mqtt
+        self._writer_thread.start()
+        self._client.connect_async(settings.host, settings.port, keepalive=settings.keepalive_s)
+        self._client.loop_start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Write and acknowledge what was received, then leave the broker."""
+        self._stopping.set()
+        self._writer_thread.join(timeout_s)
+        self._client.disconnect()
+        self._client.loop_stop()

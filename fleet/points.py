@@ -1,0 +1,156 @@
+"""How contract messages become InfluxDB points. Pure: no I/O, no clock.
+
+Every point of a data message is written with the measurement's own timestamp and
+the same tags each time, so a redelivered message overwrites itself instead of
+doubling (InfluxDB identifies a point by measurement, tag set and time).
+
+Measurements (the Grafana dashboards may query only these, and only these fields):
+
+- one per :class:`~edge_agent.contract.ReadingKind` (``blood_pressure``, ...):
+  tags ``agent_id``, ``device``; fields: the reading's values, ``seq`` and
+  ``units``/``invalid`` as ``name=value;...`` strings when present;
+- ``agent_health``: tags ``agent_id``; numeric health fields, ``agent_version``,
+  ``devices_ok``, ``devices_total``, ``seq``;
+- ``device_status``: tags ``agent_id``, ``device``, ``kind``; fields ``status``,
+  ``ok`` (1 or 0) and ``last_reading_age_s`` (absent when the device never read);
+- ``agent_event``: tags ``agent_id``, ``name``, ``severity``; fields ``detail``, ``seq``;
+- ``agent_presence``: tags ``agent_id``; fields ``online``, ``session`` and, from a
+  birth, ``site_id``, ``site_name``, ``kind``, ``agent_version``, ``devices`` (JSON) and
+  ``opening_hours`` (JSON). Time: the fleet's receive time (a Last Will has no other);
+- ``dead_letter``: tags ``reason``; fields ``topic``, ``detail``, ``size``, ``payload``
+  (the first bytes, decoded leniently). Time: receive time.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Final
+
+from edge_agent.contract import (
+    AgentState,
+    DeviceStatusCode,
+    Event,
+    HealthReport,
+    Message,
+    Reading,
+    ReadingKind,
+)
+from fleet.lineprotocol import FieldValue, Point
+
+AGENT_HEALTH: Final = "agent_health"
+DEVICE_STATUS: Final = "device_status"
+AGENT_EVENT: Final = "agent_event"
+AGENT_PRESENCE: Final = "agent_presence"
+DEAD_LETTER: Final = "dead_letter"
+READING_MEASUREMENTS: Final = frozenset(kind.value for kind in ReadingKind)
+
+#: How much of a rejected payload is kept for inspection.
+DEAD_LETTER_EXCERPT_BYTES: Final = 2048
+
+
+def ns(at: datetime) -> int:
+    """An aware datetime as integer nanoseconds since the epoch, without float rounding."""
+    delta = at - datetime(1970, 1, 1, tzinfo=at.tzinfo)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+
+
+def _pairs(mapping: dict[str, str]) -> str:
+    return ";".join(f"{key}={value}" for key, value in sorted(mapping.items()))
+
+
+def reading_points(message: Reading) -> list[Point]:
+    fields: dict[str, FieldValue] = {
+        name: float(value) for name, value in message.values.items() if value is not None
+    }
+    fields["seq"] = message.seq
+    if message.units:
+        fields["units"] = _pairs(message.units)
+    if message.invalid:
+        fields["invalid"] = _pairs(message.invalid)
+    tags = {"agent_id": message.agent_id, "device": message.device}
+    return [Point(message.kind.value, fields, ns(message.measured_at), tags)]
+
+
+def health_points(message: HealthReport) -> list[Point]:
+    at = ns(message.measured_at)
+    ok = sum(device.status is DeviceStatusCode.OK for device in message.devices)
+    points = [
+        Point(
+            AGENT_HEALTH,
+            {
+                "seq": message.seq,
+                "agent_version": message.agent_version,
+                "uptime_s": message.uptime_s,
+                "cpu_percent": message.cpu_percent,
+                "memory_percent": message.memory_percent,
+                "disk_percent": message.disk_percent,
+                "devices_ok": ok,
+                "devices_total": len(message.devices),
+            },
+            at,
+            {"agent_id": message.agent_id},
+        )
+    ]
+    for device in message.devices:
+        fields: dict[str, FieldValue] = {
+            "status": device.status.value,
+            "ok": int(device.status is DeviceStatusCode.OK),
+        }
+        if device.last_reading_at is not None:
+            age = (message.measured_at - device.last_reading_at).total_seconds()
+            fields["last_reading_age_s"] = max(age, 0.0)
+        tags = {"agent_id": message.agent_id, "device": device.device, "kind": device.kind.value}
+        points.append(Point(DEVICE_STATUS, fields, at, tags))
+    return points
+
+
+def event_points(message: Event) -> list[Point]:
+    fields: dict[str, FieldValue] = {"seq": message.seq, "detail": message.detail}
+    tags = {"agent_id": message.agent_id, "name": message.name, "severity": message.severity.value}
+    return [Point(AGENT_EVENT, fields, ns(message.measured_at), tags)]
+
+
+def presence_points(message: AgentState, received_ns: int) -> list[Point]:
+    fields: dict[str, FieldValue] = {"online": message.online, "session": message.session}
+    if message.birth is not None:
+        birth = message.birth
+        fields |= {
+            "site_id": birth.site_id,
+            "site_name": birth.site_name,
+            "kind": birth.kind.value,
+            "agent_version": birth.agent_version,
+            "devices": json.dumps([device.model_dump(mode="json") for device in birth.devices]),
+            "opening_hours": birth.opening_hours.model_dump_json(),
+        }
+    return [Point(AGENT_PRESENCE, fields, received_ns, {"agent_id": message.agent_id})]
+
+
+def message_points(message: Message, received_ns: int) -> list[Point]:
+    """The points that store one valid message.
+
+    ``received_ns`` must be unique per message (see ``fleet.ingest``): points timed
+    by reception would otherwise overwrite each other.
+    """
+    if isinstance(message, Reading):
+        return reading_points(message)
+    if isinstance(message, HealthReport):
+        return health_points(message)
+    if isinstance(message, Event):
+        return event_points(message)
+    return presence_points(message, received_ns)
+
+
+def dead_letter_point(
+    reason: str, detail: str, topic: str, payload: bytes, received_ns: int
+) -> Point:
+    """A rejected message, kept for inspection with why it was refused."""
+    excerpt = payload[:DEAD_LETTER_EXCERPT_BYTES].decode("utf-8", errors="replace")
+    fields: dict[str, FieldValue] = {
+        # Topics and payloads are hostile input here; keep them as quoted strings only.
+        "topic": topic[:512],
+        "detail": detail[:512],
+        "size": len(payload),
+        "payload": excerpt,
+    }
+    return Point(DEAD_LETTER, fields, received_ns, {"reason": str(reason)})

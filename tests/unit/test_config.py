@@ -1,0 +1,83 @@
+"""Config files: validated once, errors name the file, the field and the reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_agent.config import load_agent_config
+from edge_agent.contract import DocumentError
+from fleet.config import load_fleet_config
+
+GOOD = """
+schema_version: 1
+agent_id: booth-01
+site: {id: mairie-bellevue, name: "Mairie de quartier Bellevue"}
+kind: booth
+state_dir: /tmp/x
+opening_hours: {timezone: Europe/Paris, week: {mon: ["08:30-16:45"]}}
+devices:
+  - {id: bp1, kind: blood_pressure, interval_s: 20}
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "agent.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_good_config_loads(tmp_path: Path) -> None:
+    config = load_agent_config(write(tmp_path, GOOD))
+    assert config.agent_id == "booth-01"
+    assert config.devices[0].interval_s == 20
+    assert config.broker.port == 1883
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "reason"),
+    [
+        (("agent_id: booth-01", "agent_id: Booth/01"), "agent_id", "should match pattern"),
+        (("kind: booth", "kind: boat"), "kind", "'booth' or 'bus'"),
+        (("interval_s: 20", "interval_s: -1"), "devices.0.interval_s", "greater than 0"),
+        (("kind: booth", "kind: booth\ncolour: red"), "colour", "Extra inputs"),
+        (("schema_version: 1", "schema_version: 2"), "schema_version", "Input should be 1"),
+        (('"08:30-16:45"', '"8h-17h"'), "opening_hours.week", "HH:MM-HH:MM"),
+    ],
+)
+def test_errors_name_file_field_and_reason(
+    tmp_path: Path, change: tuple[str, str], field: str, reason: str
+) -> None:
+    path = write(tmp_path, GOOD.replace(*change))
+    with pytest.raises(DocumentError) as info:
+        load_agent_config(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert field in message
+    assert reason in message
+
+
+def test_duplicate_device_ids_are_refused(tmp_path: Path) -> None:
+    text = GOOD + "  - {id: bp1, kind: body_weight}\n"
+    with pytest.raises(DocumentError, match="repeated: bp1"):
+        load_agent_config(write(tmp_path, text))
+
+
+def test_unreadable_and_non_yaml_files(tmp_path: Path) -> None:
+    with pytest.raises(DocumentError, match="cannot read"):
+        load_agent_config(tmp_path / "missing.yaml")
+    with pytest.raises(DocumentError, match="not valid YAML"):
+        load_agent_config(write(tmp_path, "a: [b"))
+    with pytest.raises(DocumentError, match="mapping"):
+        load_agent_config(write(tmp_path, "- a"))
+
+
+def test_fleet_config_defaults_and_errors(tmp_path: Path) -> None:
+    path = tmp_path / "fleet.yaml"
+    path.write_text("schema_version: 1\ninfluxdb: {database: vigie}\n")
+    config = load_fleet_config(path)
+    assert config.mqtt.share_group == "fleet"
+    path.write_text("schema_version: 1\nmqtt: {port: 99999}\n")
+    with pytest.raises(DocumentError, match=r"mqtt\.port"):
+        load_fleet_config(path)

@@ -1,0 +1,147 @@
+"""Contract messages become exactly these points."""
+
+from __future__ import annotations
+
+import calendar
+import json
+from datetime import UTC, datetime, timedelta
+
+from edge_agent.contract import (
+    AgentKind,
+    AgentState,
+    Birth,
+    DeviceInfo,
+    DeviceStatus,
+    DeviceStatusCode,
+    HealthReport,
+    OpeningHours,
+    Reading,
+    ReadingKind,
+    RejectReason,
+    Topics,
+    encode,
+)
+from fleet.ingest import UniqueClock, points_for
+from fleet.points import message_points, ns
+
+AT = datetime(2026, 11, 24, 9, 30, 0, 123456, tzinfo=UTC)
+AT_NS = calendar.timegm((2026, 11, 24, 9, 30, 0)) * 10**9 + 123_456_000
+
+
+def test_ns_is_exact() -> None:
+    assert ns(AT) == AT_NS
+    assert ns(datetime(1970, 1, 1, tzinfo=UTC)) == 0
+
+
+def test_reading_point_uses_the_measurement_time_and_stable_tags() -> None:
+    message = Reading(
+        agent_id="booth-01",
+        seq=42,
+        measured_at=AT,
+        kind=ReadingKind.PULSE_OXIMETRY,
+        device="ox1",
+        values={"spo2": None, "pulse_rate": 71.0},
+        units={"pulse_rate": "/min"},
+        invalid={"spo2": "no_finger"},
+    )
+    (point,) = message_points(message, received_ns=1)
+    assert point.measurement == "pulse_oximetry"
+    assert point.time_ns == AT_NS
+    assert dict(point.tags) == {"agent_id": "booth-01", "device": "ox1"}
+    assert dict(point.fields) == {
+        "pulse_rate": 71.0,
+        "seq": 42,
+        "units": "pulse_rate=/min",
+        "invalid": "spo2=no_finger",
+    }
+
+
+def test_health_gives_one_agent_point_and_one_per_device() -> None:
+    message = HealthReport(
+        agent_id="bus-1",
+        seq=3,
+        measured_at=AT,
+        agent_version="0.1.0",
+        uptime_s=12.5,
+        cpu_percent=3.0,
+        memory_percent=40.0,
+        disk_percent=10.0,
+        devices=[
+            DeviceStatus(
+                device="gps",
+                kind=ReadingKind.POSITION,
+                status=DeviceStatusCode.OK,
+                last_reading_at=AT - timedelta(seconds=4),
+            ),
+            DeviceStatus(
+                device="bp1", kind=ReadingKind.BLOOD_PRESSURE, status=DeviceStatusCode.DISCONNECTED
+            ),
+        ],
+    )
+    agent, gps, bp = message_points(message, received_ns=1)
+    assert agent.measurement == "agent_health"
+    assert agent.fields["devices_ok"] == 1
+    assert agent.fields["devices_total"] == 2
+    assert agent.time_ns == gps.time_ns == bp.time_ns == AT_NS
+    assert dict(gps.tags) == {"agent_id": "bus-1", "device": "gps", "kind": "position"}
+    assert gps.fields == {"status": "ok", "ok": 1, "last_reading_age_s": 4.0}
+    assert bp.fields == {"status": "disconnected", "ok": 0}
+
+
+def test_presence_carries_the_birth_and_is_timed_by_reception() -> None:
+    hours = OpeningHours.always()
+    state = AgentState(
+        agent_id="booth-01",
+        online=True,
+        session=4,
+        since=AT,
+        birth=Birth(
+            agent_version="0.1.0",
+            site_id="mairie",
+            site_name="Mairie, Le Mans",
+            kind=AgentKind.BOOTH,
+            opening_hours=hours,
+            devices=[DeviceInfo(id="bp1", kind=ReadingKind.BLOOD_PRESSURE)],
+        ),
+    )
+    (point,) = message_points(state, received_ns=99)
+    assert point.time_ns == 99
+    assert point.fields["online"] is True
+    assert point.fields["session"] == 4
+    assert json.loads(str(point.fields["devices"])) == [
+        {"id": "bp1", "kind": "blood_pressure", "model": "simulated"}
+    ]
+    assert OpeningHours.model_validate_json(str(point.fields["opening_hours"])) == hours
+
+
+def test_a_bad_message_becomes_a_dead_letter() -> None:
+    points, error = points_for(Topics("vigie"), "vigie/v1/booth-01/health", b"\x00garbage", 5)
+    assert error is not None
+    assert error.reason is RejectReason.NOT_JSON
+    (letter,) = points
+    assert letter.measurement == "dead_letter"
+    assert dict(letter.tags) == {"reason": "not_json"}
+    assert letter.fields["topic"] == "vigie/v1/booth-01/health"
+    assert letter.fields["size"] == 8
+    assert letter.time_ns == 5
+
+
+def test_a_good_message_gives_no_error() -> None:
+    message = Reading(
+        agent_id="b",
+        seq=1,
+        measured_at=AT,
+        kind=ReadingKind.BODY_WEIGHT,
+        device="s",
+        values={"weight": 70.2},
+    )
+    points, error = points_for(
+        Topics("vigie"), "vigie/v1/b/reading/body_weight", encode(message), 5
+    )
+    assert error is None
+    assert [point.measurement for point in points] == ["body_weight"]
+
+
+def test_unique_clock_never_repeats() -> None:
+    clock = UniqueClock(now_ns=lambda: 1000)
+    assert [clock(), clock(), clock()] == [1000, 1001, 1002]
