@@ -115,12 +115,18 @@ def _wait_for_influx(client: InfluxClient, stop: threading.Event) -> bool:
 def serve(
     config: ConfigOption = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    ready_file: Annotated[
+        Path | None,
+        typer.Option(help="Create this file once subscribed (for scripts that start agents)."),
+    ] = None,
 ) -> None:
     """Run the fleet service: MQTT in, InfluxDB out, until SIGTERM."""
     settings = _config(config)
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # httpx logs every request at INFO: one line per InfluxDB write.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -136,6 +142,10 @@ def serve(
             settings.influxdb.database,
             settings.influxdb.url,
         )
+        if ready_file is not None:
+            while not (service.subscribed.wait(0.5) or stop.is_set()):
+                pass
+            ready_file.write_text(f"{settings.mqtt.client_id}\n")
         while not stop.wait(60):
             stats = service.stats
             log.info(
@@ -257,3 +267,27 @@ def readings_command(
 
 def _format_values(values: dict[str, Any]) -> str:
     return "  ".join(f"{key}={value}" for key, value in values.items())
+
+
+@app.command()
+def demo(
+    booths: Annotated[int, typer.Option(min=0, max=2000, help="Simulated booths.")] = 50,
+    buses: Annotated[int, typer.Option(min=0, max=50, help="Simulated health buses.")] = 1,
+    mqtt_port: Annotated[
+        int, typer.Option(envvar="VIGIE_DEMO_MQTT_PORT", help="Port of the demo's Mosquitto.")
+    ] = 11883,
+    influx_port: Annotated[
+        int, typer.Option(envvar="VIGIE_DEMO_INFLUX_PORT", help="Port of the demo's InfluxDB.")
+    ] = 18086,
+    folder: Annotated[Path, typer.Option("--dir", help="Where the demo keeps its data.")] = Path(
+        ".vigie/demo"
+    ),
+) -> None:
+    """Run a local broker, InfluxDB, the fleet service and a simulated fleet; show it live."""
+    from fleet.demo import DemoOptions, run_demo  # noqa: PLC0415 - demo imports this module
+    from fleet.devstack import DevstackError  # noqa: PLC0415
+
+    try:
+        run_demo(DemoOptions(folder, booths, buses, mqtt_port, influx_port), console)
+    except DevstackError as exc:
+        raise _fail(exc) from None

@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -122,6 +123,9 @@ class IngestService:
         self.topics = Topics(config.mqtt.topic_prefix)
         self.stats = IngestStats()
         self.connected = threading.Event()
+        #: Set once the broker has confirmed the subscription: from then on the broker
+        #: keeps this instance's messages in its persistent session, even while it is away.
+        self.subscribed = threading.Event()
         self._writer = writer
         self._rng = rng or random.Random()
         self._clock = UniqueClock()
@@ -147,6 +151,8 @@ class IngestService:
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        client.on_subscribe = self._on_subscribe
         # paho's own backoff has no jitter; a restarted broker sees every fleet instance
         # at once, but they are few. Agents, which are many, use jittered backoff.
         client.reconnect_delay_set(min_delay=1, max_delay=30)
@@ -167,11 +173,19 @@ class IngestService:
         client.subscribe(self.subscription, qos=QOS_DATA)
         self.connected.set()
         log.info(
-            "connected to %s:%d, subscribed to %s",
+            "connected to %s:%d, subscribing to %s",
             self.config.mqtt.host,
             self.config.mqtt.port,
             self.subscription,
         )
+
+    def _on_subscribe(
+        self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[Any], _p: object = None
+    ) -> None:
+        if any(getattr(reason, "is_failure", False) for reason in reasons):
+            log.error("broker refused the subscription %s: %s", self.subscription, reasons)
+            return
+        self.subscribed.set()
 
     def _on_disconnect(
         self, _c: mqtt.Client, _u: object, _f: object, reason: object, _p: object = None

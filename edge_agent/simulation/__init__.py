@@ -1,0 +1,1 @@
+"""Simulated instruments: realistic readings for demos, tests and benchmarks. Pure."""

@@ -1,0 +1,324 @@
+"""The demo: a local broker and InfluxDB, the fleet service and a simulated department.
+
+Everything runs as child processes with its data under one folder (``.vigie/demo`` by
+default); Ctrl-C stops the agents first (they publish "offline"), then the service,
+then the broker and the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console, Group
+from rich.live import Live
+from rich.text import Text
+
+from edge_agent.contract import utc_now
+from fleet.cli import agents_table
+from fleet.devstack import DevstackError, InfluxDB, Mosquitto
+from fleet.errors import FleetError
+from fleet.influx import InfluxClient
+from fleet.presence import AgentStatus
+from fleet.queries import list_agents
+
+DEMO_DATABASE = "vigie"
+
+# Towns of the Sarthe department, where many residents have no regular doctor.
+TOWNS = [
+    "Allonnes",
+    "Coulaines",
+    "La Flèche",
+    "Sablé-sur-Sarthe",
+    "La Ferté-Bernard",
+    "Mamers",
+    "Château-du-Loir",
+    "Saint-Calais",
+    "Sillé-le-Guillaume",
+    "Loué",
+    "Écommoy",
+    "Bonnétable",
+    "Montval-sur-Loir",
+    "Changé",
+    "Arnage",
+    "Yvré-l'Évêque",
+    "Champagné",
+    "Parigné-l'Évêque",
+    "Ballon-Saint-Mars",
+    "Beaumont-sur-Sarthe",
+    "Fresnay-sur-Sarthe",
+    "Conlie",
+    "Brûlon",
+    "Malicorne-sur-Sarthe",
+    "Le Lude",
+    "Mayet",
+    "Pontvallain",
+    "Bouloire",
+    "Vibraye",
+    "Montfort-le-Gesnois",
+    "Savigné-l'Évêque",
+    "Saint-Saturnin",
+    "La Suze-sur-Sarthe",
+    "Noyen-sur-Sarthe",
+    "Marolles-les-Braults",
+    "Tuffé",
+    "Dollon",
+    "Connerré",
+    "Bessé-sur-Braye",
+    "Le Grand-Lucé",
+    "Jupilles",
+    "Marçon",
+    "Vaas",
+    "Aubigné-Racan",
+    "Mansigné",
+    "Cérans-Foulletourte",
+    "Chemiré-le-Gaudin",
+    "Saint-Jean-d'Assé",
+    "Neuville-sur-Sarthe",
+    "Le Mans",
+]
+WEEKDAYS_ONLY = ("mon", "tue", "wed", "thu", "fri")
+# Opening hours seen in real deployments: a town-hall booth, a staffed kiosk, a booth
+# with Saturday mornings, and a hospital booth open around the clock.
+SCHEDULES: list[dict[str, list[str]]] = [
+    {day: ["08:30-16:45"] for day in WEEKDAYS_ONLY},
+    {day: ["09:00-18:00"] for day in WEEKDAYS_ONLY},
+    {**{day: ["08:30-12:00", "13:30-17:30"] for day in WEEKDAYS_ONLY}, "sat": ["09:00-12:00"]},
+    {day: ["00:00-24:00"] for day in (*WEEKDAYS_ONLY, "sat", "sun")},
+]
+BOOTH_DEVICES = [
+    ("bp", "blood_pressure", "simulated-cuff"),
+    ("thermo", "body_temperature", "simulated-thermometer"),
+    ("scale", "body_weight", "simulated-scale"),
+    ("oxi", "pulse_oximetry", "simulated-oximeter"),
+]
+
+
+def _slug(name: str) -> str:
+    table = str.maketrans("éèêëàâîïôûùç'", "eeeeaaiiouuc-")
+    return "-".join(name.lower().translate(table).replace("-", " ").split())[:40]
+
+
+def demo_agent_configs(
+    booths: int, buses: int, mqtt_port: int, state_root: Path, reading_interval_s: float = 30.0
+) -> list[dict[str, Any]]:
+    """Agent configs for a simulated department: ``booths`` booths and ``buses`` buses."""
+    broker = {"host": "127.0.0.1", "port": mqtt_port}
+    configs: list[dict[str, Any]] = []
+    for index in range(booths):
+        town = TOWNS[index % len(TOWNS)]
+        agent_id = f"booth-{index + 1:02d}"
+        configs.append(
+            {
+                "schema_version": 1,
+                "agent_id": agent_id,
+                "site": {"id": _slug(town), "name": f"Cabine de {town}"},
+                "kind": "booth",
+                "opening_hours": {
+                    "timezone": "Europe/Paris",
+                    "week": SCHEDULES[index % len(SCHEDULES)],
+                },
+                "broker": broker,
+                "state_dir": str(state_root / agent_id),
+                "health_interval_s": 15.0,
+                "devices": [
+                    {
+                        "id": device_id,
+                        "kind": kind,
+                        "model": model,
+                        "interval_s": reading_interval_s,
+                    }
+                    for device_id, kind, model in BOOTH_DEVICES
+                ],
+            }
+        )
+    for index in range(buses):
+        agent_id = f"bus-{index + 1}"
+        configs.append(
+            {
+                "schema_version": 1,
+                "agent_id": agent_id,
+                "site": {"id": f"bus-sante-{index + 1}", "name": "Bus santé de la Sarthe"},
+                "kind": "bus",
+                "opening_hours": {
+                    "timezone": "Europe/Paris",
+                    "week": {day: ["08:00-18:00"] for day in WEEKDAYS_ONLY},
+                },
+                "broker": broker,
+                "state_dir": str(state_root / agent_id),
+                "health_interval_s": 15.0,
+                "devices": [
+                    *(
+                        {
+                            "id": device_id,
+                            "kind": kind,
+                            "model": model,
+                            "interval_s": reading_interval_s,
+                        }
+                        for device_id, kind, model in BOOTH_DEVICES
+                    ),
+                    {"id": "gps", "kind": "position", "model": "simulated-gps", "interval_s": 5.0},
+                ],
+            }
+        )
+    return configs
+
+
+@dataclass
+class DemoOptions:
+    folder: Path
+    booths: int
+    buses: int
+    mqtt_port: int
+    influx_port: int
+    refresh_s: float = 2.0
+
+
+def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log_file:
+        # Own process group: Ctrl-C in the terminal reaches only the demo, which then
+        # stops each child in the right order.
+        return subprocess.Popen(
+            command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _terminate(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextlib.contextmanager
+def _child(command: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    process = _spawn(command, log_path)
+    try:
+        yield process
+    finally:
+        _terminate(process)
+
+
+def _status_view(client: InfluxClient, options: DemoOptions, started: float) -> Group:
+    now = utc_now()
+    try:
+        views = list_agents(client, now)
+    except FleetError as exc:
+        return Group(Text(f"waiting for InfluxDB: {exc}", style="yellow"))
+    counts = {status: sum(view.status is status for view in views) for status in AgentStatus}
+    summary = Text.assemble(
+        (f"Vigie demo  {int(time.monotonic() - started)} s  ", "bold"),
+        (f"{counts[AgentStatus.ONLINE]} online  ", "green"),
+        (f"{counts[AgentStatus.OFFLINE]} offline  ", "red"),
+        (f"{counts[AgentStatus.CLOSED]} closed  ", "dim"),
+        f"of {options.booths + options.buses} agents.  "
+        f"MQTT 127.0.0.1:{options.mqtt_port}, InfluxDB 127.0.0.1:{options.influx_port}.  "
+        "Ctrl-C stops.",
+    )
+    return Group(summary, agents_table(views, now))
+
+
+def run_demo(options: DemoOptions, console: Console) -> None:
+    """Start everything, show live status until Ctrl-C, then stop everything cleanly."""
+    folder = options.folder.resolve()
+    agents_dir = folder / "agents"
+    agents_dir.mkdir(parents=True, exist_ok=True)
+    for old in agents_dir.glob("*.yaml"):
+        old.unlink()
+    paths = []
+    for config in demo_agent_configs(
+        options.booths, options.buses, options.mqtt_port, folder / "agent-state"
+    ):
+        path = agents_dir / f"{config['agent_id']}.yaml"
+        path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
+        paths.append(str(path))
+    fleet_config = folder / "fleet.yaml"
+    fleet_config.write_text(
+        yaml.safe_dump(
+            {
+                "schema_version": 1,
+                "mqtt": {"host": "127.0.0.1", "port": options.mqtt_port, "client_id": "fleet-demo"},
+                "influxdb": {
+                    "url": f"http://127.0.0.1:{options.influx_port}",
+                    "database": DEMO_DATABASE,
+                },
+            },
+            sort_keys=False,
+        )
+    )
+
+    # Ctrl-C should interrupt only the live view; the teardown below must not be cut.
+    console.print(
+        f"[bold]Starting[/] Mosquitto on {options.mqtt_port} and InfluxDB on "
+        f"{options.influx_port} (data in {folder})"
+    )
+    ready = folder / "fleet.ready"
+    ready.unlink(missing_ok=True)
+    with contextlib.ExitStack() as stack:  # closed in reverse: agents first, broker last
+        stack.enter_context(Mosquitto(workdir=folder / "mosquitto", port=options.mqtt_port))
+        stack.enter_context(InfluxDB(workdir=folder / "influxdb", port=options.influx_port))
+        fleet = stack.enter_context(
+            _child(
+                [
+                    sys.executable,
+                    "-m",
+                    "fleet",
+                    "serve",
+                    "--config",
+                    str(fleet_config),
+                    "--ready-file",
+                    str(ready),
+                ],
+                folder / "logs" / "fleet.log",
+            )
+        )
+        # Agents start only once the fleet's persistent subscription exists; before
+        # that, the broker would have nobody to keep their first messages for.
+        while not ready.exists():
+            if fleet.poll() is not None:
+                raise DevstackError(f"the fleet service stopped; see {folder / 'logs'}")
+            time.sleep(0.1)
+        stack.enter_context(
+            _child(
+                [sys.executable, "-m", "edge_agent", "simulate", *paths],
+                folder / "logs" / "agents.log",
+            )
+        )
+        client = stack.enter_context(
+            InfluxClient(f"http://127.0.0.1:{options.influx_port}", DEMO_DATABASE)
+        )
+        console.print(
+            f"Fleet service and {len(paths)} simulated agents started; logs in "
+            f"{folder / 'logs'}. [bold]Ctrl-C[/] to stop."
+        )
+        console.print(
+            f"In another terminal: [bold]VIGIE_FLEET_CONFIG={fleet_config} "
+            ".venv/bin/fleet agents[/]"
+        )
+        started = time.monotonic()
+        try:
+            with Live(
+                _status_view(client, options, started),
+                console=console,
+                refresh_per_second=1,
+                screen=False,
+            ) as live:
+                while True:
+                    time.sleep(options.refresh_s)
+                    live.update(_status_view(client, options, started))
+        except KeyboardInterrupt:
+            console.print("[bold]Stopping[/] agents, fleet service, InfluxDB and Mosquitto...")
+    console.print("Stopped.")

@@ -1,0 +1,279 @@
+"""A local Mosquitto and InfluxDB 1.x, run as child processes with their data in a folder.
+
+Used by the demo, the test suite and the benchmarks. Each instance writes its own
+configuration into its folder and listens on 127.0.0.1 only, on a port of its own, so
+several can run side by side; ``kill()`` (SIGKILL) followed by ``start()`` restarts one
+on the same port with the same data, as the chaos tests need.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+from fleet.errors import FleetError
+
+HOST = "127.0.0.1"
+
+
+class DevstackError(FleetError):
+    """A local service could not be started."""
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the kernel's choice)."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def _binary(name: str, package: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if found is None:
+        raise DevstackError(
+            f"{name} is not installed: install Debian's '{package}' package "
+            "(./scripts/bootstrap does it when run as root)"
+        )
+    return found
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class _Service:
+    """What the two services share: a folder, a port, a child process and its log."""
+
+    workdir: Path
+    port: int | None = None
+    host: str = HOST
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    name = "service"
+    start_timeout_s = 20.0
+
+    def __post_init__(self) -> None:
+        self.workdir = self.workdir.resolve()
+        if self.port is None:
+            self.port = free_port()
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.out"
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Start the service and wait until it answers, or raise DevstackError."""
+        if self.running:
+            return
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        command = self._command()
+        with self.log_path.open("ab") as log:
+            # A process group of its own: a Ctrl-C meant for the demo must not reach it
+            # before the demo has stopped the agents that still need the broker.
+            self._process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + self.start_timeout_s
+        while not self._ready():
+            if self._process.poll() is not None:
+                raise DevstackError(
+                    f"{self.name} exited with status {self._process.returncode}:\n"
+                    f"{_tail(self.log_path)}"
+                )
+            if time.monotonic() > deadline:
+                self.kill()
+                raise DevstackError(
+                    f"{self.name} did not answer on port {self.port} within "
+                    f"{self.start_timeout_s:.0f} s:\n{_tail(self.log_path)}"
+                )
+            time.sleep(0.05)
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it does not stop in time."""
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def kill(self) -> None:
+        """SIGKILL: a crash or a power cut, as far as the service can tell."""
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> _Service:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _port_open(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port or 0), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+
+@dataclass
+class Mosquitto(_Service):
+    """Mosquitto with persistence on, set up like the production broker for delivery."""
+
+    name = "mosquitto"
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def config_text(self) -> str:
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        lines = [
+            "per_listener_settings false",
+            f"listener {self.port} {self.host}",
+            # Security (TLS, certificates, ACLs) is the security issue's; local only here.
+            "allow_anonymous true",
+            "persistence true",
+            f"persistence_location {data}/",
+            "autosave_interval 1",
+            # The fleet acknowledges after writing to InfluxDB, so it holds many messages
+            # unacknowledged at once; the default of 20 would cap its throughput.
+            "max_inflight_messages 1000",
+            # What a persistent session may queue while its client (the fleet) is away.
+            "max_queued_messages 1000000",
+            "max_queued_bytes 0",
+            "log_dest stdout",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "connection_messages false",
+        ]
+        if os.geteuid() == 0:
+            # As root, mosquitto drops to the 'mosquitto' user, which cannot write here.
+            lines.append("user root")
+        return "\n".join(lines) + "\n"
+
+    def _command(self) -> list[str]:
+        binary = _binary("mosquitto", "mosquitto")
+        config = self.workdir / "mosquitto.conf"
+        config.write_text(self.config_text())
+        return [binary, "-c", str(config)]
+
+    def _ready(self) -> bool:
+        return self._port_open()
+
+
+@dataclass
+class InfluxDB(_Service):
+    """InfluxDB 1.x (Debian's ``influxdb``), every path and port its own."""
+
+    rpc_port: int = field(default_factory=free_port)
+    name = "influxd"
+    start_timeout_s = 40.0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def config_text(self) -> str:
+        root = self.workdir
+        return f"""\
+reporting-disabled = true
+bind-address = "{self.host}:{self.rpc_port}"
+
+[meta]
+  dir = "{root}/meta"
+
+[data]
+  dir = "{root}/data"
+  wal-dir = "{root}/wal"
+  query-log-enabled = false
+  # Many small series in tests; fsync batching keeps the suite fast.
+  wal-fsync-delay = "0s"
+
+[coordinator]
+  # The chaos tests read back every point; no silent truncation of results.
+  max-select-point = 0
+  max-select-series = 0
+
+[retention]
+  enabled = true
+
+[monitor]
+  store-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "{self.host}:{self.port}"
+  auth-enabled = false
+  log-enabled = false
+  max-row-limit = 0
+
+[continuous_queries]
+  enabled = false
+
+[subscriber]
+  enabled = false
+"""
+
+    def _command(self) -> list[str]:
+        binary = _binary("influxd", "influxdb")
+        config = self.workdir / "influxdb.conf"
+        config.write_text(self.config_text())
+        return [binary, "-config", str(config)]
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/ping", timeout=0.5).status_code == 204
+        except httpx.HTTPError:
+            return False
+
+    def create_database(self, name: str) -> None:
+        response = httpx.post(f"{self.url}/query", data={"q": f'CREATE DATABASE "{name}"'})
+        response.raise_for_status()
+
+    def drop_database(self, name: str) -> None:
+        response = httpx.post(f"{self.url}/query", data={"q": f'DROP DATABASE "{name}"'})
+        response.raise_for_status()

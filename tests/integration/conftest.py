@@ -1,0 +1,186 @@
+"""Fixtures that run the real programs (agents, fleet service) against the real services."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from fleet.devstack import InfluxDB, Mosquitto
+from fleet.influx import InfluxClient
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail with ``what`` otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(0.2)
+
+
+class Processes:
+    """Child processes started by a test, all stopped (and their logs kept) at the end."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.children: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = (self.folder / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            [sys.executable, *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        self.children.append(process)
+        return process
+
+    def start_fleet(self, config: Path) -> subprocess.Popen[bytes]:
+        """Start ``fleet serve`` and wait until its subscription exists at the broker."""
+        ready = self.folder / f"fleet-ready-{len(self.children)}"
+        process = self.start(
+            "fleet", "-m", "fleet", "serve", "--config", str(config), "--ready-file", str(ready)
+        )
+        wait_until(lambda: ready.exists() or process.poll() is not None, 60, "the fleet")
+        assert process.poll() is None, self.log("fleet")
+        return process
+
+    def log(self, name: str) -> str:
+        return (self.folder / f"{name}.log").read_text(errors="replace")
+
+    def stop_all(self) -> None:
+        for process in self.children:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.children:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    running = Processes(tmp_path)
+    yield running
+    running.stop_all()
+
+
+@pytest.fixture
+def influx(influxdb: InfluxDB, influx_db: str) -> Iterator[InfluxClient]:
+    with InfluxClient(influxdb.url, influx_db) as client:
+        client.create_database()
+        yield client
+
+
+@pytest.fixture
+def fleet_config(
+    tmp_path: Path, mosquitto: Mosquitto, influxdb: InfluxDB, mqtt_prefix: str, influx_db: str
+) -> Path:
+    path = tmp_path / "fleet.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "schema_version": 1,
+                "mqtt": {
+                    "host": mosquitto.host,
+                    "port": mosquitto.port,
+                    "topic_prefix": mqtt_prefix,
+                    "client_id": f"fleet-{mqtt_prefix}",
+                    "share_group": mqtt_prefix,
+                },
+                "influxdb": {"url": influxdb.url, "database": influx_db},
+                "ingest": {"batch_max_delay_s": 0.05},
+            }
+        )
+    )
+    return path
+
+
+AgentFactory = Callable[..., Path]
+
+
+@pytest.fixture
+def agent_config(tmp_path: Path, mosquitto: Mosquitto, mqtt_prefix: str) -> AgentFactory:
+    """Write an agent config; keyword arguments override the defaults."""
+
+    def make(agent_id: str, **overrides: Any) -> Path:
+        config: dict[str, Any] = {
+            "schema_version": 1,
+            "agent_id": agent_id,
+            "site": {"id": f"site-{agent_id}", "name": f"Mairie, site {agent_id}"},
+            "kind": "booth",
+            "broker": {
+                "host": mosquitto.host,
+                "port": mosquitto.port,
+                "topic_prefix": mqtt_prefix,
+                "keepalive_s": 5,
+                "reconnect_initial_s": 0.2,
+                "reconnect_max_s": 2,
+            },
+            "state_dir": str(tmp_path / "state" / agent_id),
+            "health_interval_s": 0.5,
+            "devices": [
+                {"id": "bp1", "kind": "blood_pressure", "interval_s": 0.2},
+                {"id": "ox1", "kind": "pulse_oximetry", "interval_s": 0.3},
+            ],
+        }
+        config.update(overrides)
+        path = tmp_path / f"{agent_id}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    return make
+
+
+class Tap:
+    """An independent subscriber that records what agents really publish."""
+
+    def __init__(self, mosquitto: Mosquitto, prefix: str) -> None:
+        self.messages: list[tuple[str, dict[str, Any]]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"tap-{prefix}")
+        self._client.on_connect = lambda c, *_: c.subscribe(f"{prefix}/v1/+/#", qos=1)
+        self._client.on_subscribe = lambda *_: self._subscribed.set()
+        self._client.on_message = self._on_message
+        self._client.connect(mosquitto.host, mosquitto.port)
+        self._client.loop_start()
+        assert self._subscribed.wait(10), "tap could not subscribe"
+
+    def _on_message(self, _c: object, _u: object, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((message.topic, json.loads(message.payload)))
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@pytest.fixture
+def tap(mosquitto: Mosquitto, mqtt_prefix: str) -> Iterator[Tap]:
+    recorder = Tap(mosquitto, mqtt_prefix)
+    yield recorder
+    recorder.close()

@@ -1,0 +1,176 @@
+"""Agents and the fleet service as real processes, against real Mosquitto and InfluxDB."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent.contract import READING_FIELDS, ReadingKind
+from fleet.influx import InfluxClient
+from fleet.points import ns
+
+from .conftest import REPO, AgentFactory, Processes, Tap, wait_until
+
+pytestmark = pytest.mark.integration
+
+SEQ_MEASUREMENTS = ["agent_health", "agent_event", *(kind.value for kind in ReadingKind)]
+
+
+def fleet_json(config: Path, *args: str) -> Any:
+    done = subprocess.run(
+        [sys.executable, "-m", "fleet", *args, "--config", str(config), "--json"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+        timeout=60,
+    )
+    return json.loads(done.stdout)
+
+
+def stored_seqs(influx: InfluxClient, agent_id: str) -> Counter[int]:
+    """How many times each sequence number of ``agent_id`` is stored."""
+    quoted = ",".join(f'"{name}"' for name in SEQ_MEASUREMENTS)
+    series = influx.query(f"SELECT seq FROM {quoted} WHERE agent_id = '{agent_id}'")
+    return Counter(row["seq"] for item in series for row in item.rows())
+
+
+def last_seq_assigned(state_dir: Path) -> int:
+    with sqlite3.connect(state_dir / "outbox.sqlite3") as db:
+        (value,) = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        (left,) = db.execute("SELECT count(*) FROM outbox").fetchone()
+    assert left == 0, f"{left} messages never acknowledged"
+    return int(value)
+
+
+def test_readings_health_and_events_arrive_exactly_once_with_exact_points(
+    processes: Processes,
+    fleet_config: Path,
+    agent_config: AgentFactory,
+    influx: InfluxClient,
+    tap: Tap,
+    tmp_path: Path,
+) -> None:
+    agent_ids = ["booth-a", "booth-b", "bus-c"]
+    processes.start_fleet(fleet_config)
+    agents = {
+        agent_id: processes.start(
+            agent_id, "-m", "edge_agent", "run", "--config", str(agent_config(agent_id))
+        )
+        for agent_id in agent_ids
+    }
+    wait_until(
+        lambda: all(stored_seqs(influx, a).keys() >= set(range(1, 21)) for a in agent_ids),
+        60,
+        "20 messages from every agent",
+    )
+    for process in agents.values():
+        process.send_signal(signal.SIGTERM)
+    for agent_id, process in agents.items():
+        assert process.wait(20) == 0, processes.log(agent_id)
+
+    for agent_id in agent_ids:
+        last = last_seq_assigned(tmp_path / "state" / agent_id)
+        counts = wait_until(
+            lambda a=agent_id, n=last: (c := stored_seqs(influx, a)) and len(c) >= n and c,
+            30,
+            f"all {last} messages of {agent_id} stored",
+        )
+        assert sorted(counts) == list(range(1, last + 1)), "lost sequence numbers"
+        assert set(counts.values()) == {1}, "duplicated sequence numbers"
+
+    # Every reading the agents published is stored exactly as published.
+    readings = [body for topic, body in tap.messages if "/reading/" in topic]
+    assert len(readings) >= 30
+    for body in readings:
+        at = ns(datetime.fromisoformat(body["measured_at"]))
+        (series,) = influx.query(
+            f"SELECT * FROM \"{body['kind']}\" WHERE agent_id = '{body['agent_id']}' "
+            f"AND device = '{body['device']}' AND time = {at}"
+        )
+        (row,) = series.rows()
+        assert row["seq"] == body["seq"]
+        for field in READING_FIELDS[ReadingKind(body["kind"])]:
+            assert row.get(field) == body["values"].get(field), field
+        if body["invalid"]:
+            assert row["invalid"] == ";".join(
+                f"{k}={v}" for k, v in sorted(body["invalid"].items())
+            )
+
+    # A clean stop says "offline" itself; the fleet shows it.
+    listed = {row["agent_id"]: row for row in fleet_json(fleet_config, "agents")}
+    assert set(listed) == set(agent_ids)
+    for agent_id in agent_ids:
+        assert listed[agent_id]["status"] == "offline"
+        assert listed[agent_id]["site_id"] == f"site-{agent_id}"
+        assert listed[agent_id]["devices"] == ["bp1", "ox1"]
+        assert listed[agent_id]["kind"] == "booth"
+
+
+def test_an_agent_killed_with_sigkill_goes_offline_through_its_last_will(
+    processes: Processes,
+    fleet_config: Path,
+    agent_config: AgentFactory,
+    influx: InfluxClient,
+) -> None:
+    processes.start_fleet(fleet_config)
+    agent = processes.start(
+        "agent", "-m", "edge_agent", "run", "--config", str(agent_config("booth-k"))
+    )
+
+    def status() -> str | None:
+        rows = fleet_json(fleet_config, "agents")
+        return rows[0]["status"] if rows else None
+
+    wait_until(lambda: status() == "online", 60, "the agent online")
+    session = fleet_json(fleet_config, "agents")[0]["session"]
+    agent.send_signal(signal.SIGKILL)
+    agent.wait(10)
+    # keepalive 5 s: the broker gives up after 1.5 keepalives and publishes the will.
+    wait_until(lambda: status() == "offline", 30, "the Last Will to mark it offline")
+    assert fleet_json(fleet_config, "agents")[0]["session"] == session
+
+    # It comes back in a new session, and the old will cannot override that.
+    processes.start("agent2", "-m", "edge_agent", "run", "--config", str(agent_config("booth-k")))
+    wait_until(lambda: status() == "online", 60, "the agent online again")
+    assert fleet_json(fleet_config, "agents")[0]["session"] == session + 1
+    detail = fleet_json(fleet_config, "agent", "booth-k")
+    assert detail["health"]["devices_total"] == 2
+    assert {row["device"] for row in detail["device_status"]} == {"bp1", "ox1"}
+
+
+def test_readings_command_returns_what_was_stored(
+    processes: Processes,
+    fleet_config: Path,
+    agent_config: AgentFactory,
+    influx: InfluxClient,
+) -> None:
+    processes.start_fleet(fleet_config)
+    processes.start("agent", "-m", "edge_agent", "run", "--config", str(agent_config("booth-r")))
+    wait_until(lambda: stored_seqs(influx, "booth-r").keys() >= set(range(1, 15)), 60, "readings")
+    rows = fleet_json(
+        fleet_config,
+        "readings",
+        "booth-r",
+        "--kind",
+        "blood_pressure",
+        "--since",
+        "10m",
+        "--limit",
+        "5",
+    )
+    assert 1 <= len(rows) <= 5
+    assert {row["kind"] for row in rows} == {"blood_pressure"}
+    assert all(row["device"] == "bp1" for row in rows)
+    times = [row["time"] for row in rows]
+    assert times == sorted(times, reverse=True)
+    assert all("systolic" in row or "systolic=" in row.get("invalid", "") for row in rows)
