@@ -190,7 +190,7 @@ class Agent:
     def _client(self, session: int) -> aiomqtt.Client:
         broker = self.config.broker
         last_will = AgentState(agent_id=self.config.agent_id, online=False, session=session)
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             broker.host,
             broker.port,
             # A stable client id: the broker can then tell a reconnection from a newcomer
@@ -205,6 +205,9 @@ class Agent:
             ),
             timeout=broker.ack_timeout_s,
         )
+        # aiomqtt warns past 10 pending publishes; our window holds more by design.
+        client.pending_calls_threshold = broker.publish_window
+        return client
 
     async def _send(self, stop: asyncio.Event) -> None:
         broker = self.config.broker

@@ -9,18 +9,25 @@ network. Escaping follows the InfluxDB 1.x line protocol reference:
 - tag keys, tag values, field keys: escape comma, equals sign and space;
 - string field values: double-quoted, escape double quote and backslash;
 - a newline ends a point, so it may appear in none of them unquoted.
+
+InfluxDB 1.x keeps a backslash in a name or tag literally (it does not unescape
+``\\``), so a name that ends with a backslash, or has one right before a comma, an
+equals sign or a space, cannot be written faithfully: such names are refused rather
+than stored altered. The fleet's own tags are identifiers and never hit this.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 FieldValue = float | int | bool | str
 
-_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ ", "\\": "\\\\"})
-_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ ", "\\": "\\\\"})
+_MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
+_KEY_ESCAPES = str.maketrans({",": r"\,", "=": r"\=", " ": r"\ "})
+_AMBIGUOUS_BACKSLASH = re.compile(r"\\($|[, =])")
 _STRING_ESCAPES = str.maketrans({'"': r"\"", "\\": "\\\\"})
 
 
@@ -43,6 +50,8 @@ def _no_newline(text: str, what: str) -> str:
         raise LineProtocolError(f"{what} {text[:40]!r} contains a line break")
     if not text:
         raise LineProtocolError(f"empty {what}")
+    if _AMBIGUOUS_BACKSLASH.search(text):
+        raise LineProtocolError(f"{what} {text[:40]!r} has a backslash InfluxDB 1.x would misread")
     return text
 
 

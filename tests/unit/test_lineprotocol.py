@@ -32,7 +32,7 @@ def test_escaping_of_every_part() -> None:
         {"tag key": "a,b=c d", "t": "back\\slash"},
     )
     assert encode_point(point) == (
-        r"my\ meas\,x,t=back\\slash,tag\ key=a\,b\=c\ d "
+        r"my\ meas\,x,t=back\slash,tag\ key=a\,b\=c\ d "
         r'field\ key\=="say \"hi\" \\ bye" 5'
     )
 
@@ -51,6 +51,9 @@ def test_string_fields_keep_newlines_inside_quotes() -> None:
         Point("m", {"f": float("nan")}, 1),
         Point("m", {"f": float("inf")}, 1),
         Point("", {"f": 1.0}, 1),
+        Point("m", {"f": 1.0}, 1, {"t": "ends with \\"}),
+        Point("m", {"f": 1.0}, 1, {"t": "a\\,b"}),
+        Point("m\\ x", {"f": 1.0}, 1),
     ],
 )
 def test_points_line_protocol_cannot_carry_are_refused(point: Point) -> None:

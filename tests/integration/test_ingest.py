@@ -1,0 +1,216 @@
+"""The fleet's ingest loop against a real broker and a real InfluxDB: bad input, storage."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_agent.contract import MAX_PAYLOAD_BYTES, Reading, ReadingKind, Topics, encode
+from fleet.config import FleetConfig
+from fleet.devstack import InfluxDB, Mosquitto
+from fleet.influx import InfluxClient
+from fleet.ingest import IngestService
+from fleet.lineprotocol import Point
+from fleet.points import ns
+
+from .conftest import wait_until
+
+pytestmark = pytest.mark.integration
+
+AT = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+def service(
+    mosquitto: Mosquitto, influxdb: InfluxDB, influx: InfluxClient, mqtt_prefix: str
+) -> Iterator[IngestService]:
+    config = FleetConfig.model_validate(
+        {
+            "schema_version": 1,
+            "mqtt": {
+                "port": mosquitto.port,
+                "topic_prefix": mqtt_prefix,
+                "client_id": f"fleet-{mqtt_prefix}",
+                "share_group": mqtt_prefix,
+            },
+            "influxdb": {"url": influxdb.url, "database": influx.database},
+            "ingest": {"batch_max_delay_s": 0.05},
+        }
+    )
+    running = IngestService(config, influx)
+    running.start()
+    assert running.subscribed.wait(10)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def publisher(mosquitto: Mosquitto) -> Iterator[mqtt.Client]:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    client.connect(mosquitto.host, mosquitto.port)
+    client.loop_start()
+    yield client
+    client.disconnect()
+    client.loop_stop()
+
+
+def publish(client: mqtt.Client, topic: str, payload: bytes) -> None:
+    client.publish(topic, payload, qos=1).wait_for_publish(10)
+
+
+def reading(agent_id: str, seq: int, systolic: float = 120.0) -> Reading:
+    return Reading(
+        agent_id=agent_id,
+        seq=seq,
+        measured_at=AT + timedelta(seconds=seq),
+        kind=ReadingKind.BLOOD_PRESSURE,
+        device="bp1",
+        values={"systolic": systolic},
+        units={"systolic": "mm[Hg]"},
+    )
+
+
+def test_bad_messages_are_dead_lettered_and_good_ones_behind_them_are_stored(
+    service: IngestService,
+    publisher: mqtt.Client,
+    influx: InfluxClient,
+    mqtt_prefix: str,
+) -> None:
+    topics = Topics(mqtt_prefix)
+    good = encode(reading("booth-1", 1))
+    body = json.loads(good)
+    topic = f"{mqtt_prefix}/v1/booth-1/reading/blood_pressure"
+    bad = {
+        "not_json": (topic, b"\x00\xff not json"),
+        "oversized": (topic, b"{" + b" " * MAX_PAYLOAD_BYTES + b"}"),
+        "unknown_schema_version": (topic, json.dumps({**body, "schema_version": 2}).encode()),
+        "invalid_payload": (topic, json.dumps({**body, "seq": "x"}).encode()),
+        "agent_mismatch": (f"{mqtt_prefix}/v1/booth-2/reading/blood_pressure", good),
+        "bad_topic": (f"{mqtt_prefix}/v1/booth-1/nonsense", good),
+    }
+    # Many bad messages first: a consumer that leaked a slot per bad message would
+    # stop before it reached the good one.
+    for _ in range(30):
+        for bad_topic, payload in bad.values():
+            publish(publisher, bad_topic, payload)
+    publish(publisher, topics.topic_for(reading("booth-1", 2)), encode(reading("booth-1", 2)))
+
+    wait_until(lambda: influx.query('SELECT seq FROM "blood_pressure"'), 30, "the good reading")
+    letters = wait_until(
+        lambda: (
+            (s := influx.query('SELECT count("size") FROM "dead_letter" GROUP BY reason'))
+            and sum(item.values[0][1] for item in s) >= 30 * len(bad)
+            and s
+        ),
+        30,
+        "every dead letter",
+    )
+    assert {item.tags["reason"]: item.values[0][1] for item in letters} == dict.fromkeys(bad, 30)
+    assert dict(service.stats.rejected) == dict.fromkeys(bad, 30)
+    (stored,) = influx.query('SELECT seq, systolic FROM "blood_pressure"')
+    assert [row["seq"] for row in stored.rows()] == [2]
+    (sample,) = influx.query(
+        "SELECT topic, detail, payload FROM \"dead_letter\" WHERE reason = 'agent_mismatch' LIMIT 1"
+    )
+    row = sample.rows()[0]
+    assert row["topic"] == f"{mqtt_prefix}/v1/booth-2/reading/blood_pressure"
+    assert "agent_id" in row["detail"]
+    assert json.loads(row["payload"]) == body
+
+
+def test_a_redelivered_message_overwrites_itself(
+    service: IngestService,
+    publisher: mqtt.Client,
+    influx: InfluxClient,
+    mqtt_prefix: str,
+) -> None:
+    message = reading("booth-1", 5)
+    for _ in range(3):
+        publish(publisher, Topics(mqtt_prefix).topic_for(message), encode(message))
+    wait_until(lambda: service.stats.acknowledged >= 3, 30, "three deliveries")
+    (stored,) = influx.query('SELECT * FROM "blood_pressure"')
+    rows = stored.rows()
+    assert len(rows) == 1
+    assert rows[0]["time"] == ns(message.measured_at)
+    assert rows[0]["seq"] == 5
+
+
+def test_a_point_influxdb_refuses_is_set_aside_without_sinking_its_batch(
+    service: IngestService,
+    publisher: mqtt.Client,
+    influx: InfluxClient,
+    mqtt_prefix: str,
+) -> None:
+    # A string already stored in 'systolic' makes every float there a type conflict,
+    # which InfluxDB refuses for the one point: the rest of the batch must still land.
+    # Field types are per shard (a week by default): conflict in the readings' own shard.
+    influx.write([Point("blood_pressure", {"systolic": "text"}, ns(AT), {"agent_id": "other"})])
+    topics = Topics(mqtt_prefix)
+    conflicting = reading("booth-1", 1)
+    fine = [
+        Reading(
+            agent_id="booth-1",
+            seq=seq,
+            measured_at=AT + timedelta(seconds=seq),
+            kind=ReadingKind.BODY_WEIGHT,
+            device="scale",
+            values={"weight": 70.0 + seq},
+        )
+        for seq in range(2, 12)
+    ]
+    for message in [conflicting, *fine]:
+        publish(publisher, topics.topic_for(message), encode(message))
+    stored = wait_until(
+        lambda: (
+            (s := influx.query('SELECT seq FROM "body_weight"')) and len(s[0].values) == 10 and s
+        ),
+        30,
+        "the ten good readings",
+    )
+    assert sorted(row["seq"] for row in stored[0].rows()) == list(range(2, 12))
+    wait_until(
+        lambda: influx.query("SELECT * FROM \"dead_letter\" WHERE reason = 'storage_refused'"),
+        30,
+        "the refused point set aside",
+    )
+    assert service.stats.rejected["storage_refused"] == 1
+
+
+HOSTILE = [
+    "a,b=c d",
+    'quote " and \\ backslash',
+    "new\nline",
+    "ünïcødé ☂",
+    "trailing\\",
+    "=",
+    ",",
+    " ",
+    '"',
+    "tab\tx",
+    "back\\slash",
+    "'; DROP DATABASE x; --",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_hostile_string_fields_are_stored_exactly_and_never_split_a_point(
+    influx: InfluxClient,
+    text: str,
+) -> None:
+    influx.write([Point("m", {"s": text, "n": 1}, 42, {"t": "x"})])
+    (series,) = influx.query('SELECT * FROM "m"')
+    assert series.rows() == [{"time": 42, "n": 1, "s": text, "t": "x"}]
+
+
+@pytest.mark.parametrize(
+    "text", [t for t in HOSTILE if "\n" not in t and "\\" not in t] + ["back\\slash", "a\\b c"]
+)
+def test_hostile_tag_values_are_stored_exactly(influx: InfluxClient, text: str) -> None:
+    influx.write([Point("m", {"n": 1}, 42, {"t": text})])
+    (series,) = influx.query('SELECT * FROM "m"')
+    assert series.rows() == [{"time": 42, "n": 1, "t": text}]
