@@ -84,6 +84,9 @@ class _Service:
         """Start the service and wait until it answers, or raise DevstackError."""
         if self.running:
             return
+        if self._port_open():
+            # Whoever answers there is not us: waiting for "ready" would be fooled by it.
+            raise DevstackError(f"{self.name}: port {self.port} is already in use")
         self.workdir.mkdir(parents=True, exist_ok=True)
         command = self._command()
         with self.log_path.open("ab") as log:
@@ -93,7 +96,7 @@ class _Service:
                 command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         deadline = time.monotonic() + self.start_timeout_s
-        while not self._ready():
+        while not self._ready() or self._process.poll() is not None:
             if self._process.poll() is not None:
                 raise DevstackError(
                     f"{self.name} exited with status {self._process.returncode}:\n"

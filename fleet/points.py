@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Final
 
 from edge_agent.contract import (
+    READING_FIELDS,
     AgentState,
     DeviceStatusCode,
     Event,
@@ -44,6 +45,23 @@ AGENT_EVENT: Final = "agent_event"
 AGENT_PRESENCE: Final = "agent_presence"
 DEAD_LETTER: Final = "dead_letter"
 READING_MEASUREMENTS: Final = frozenset(kind.value for kind in ReadingKind)
+
+#: Every measurement the fleet writes and the fields (and tags) it may carry: the
+#: contract the Grafana dashboards are checked against (tests/unit/test_grafana.py).
+SCHEMA: Final[dict[str, frozenset[str]]] = {
+    **{
+        kind.value: frozenset({*fields, "seq", "units", "invalid", "agent_id", "device"})
+        for kind, fields in READING_FIELDS.items()
+    },
+    AGENT_HEALTH: frozenset({"agent_id", "seq", "agent_version", "uptime_s", "cpu_percent",
+                             "memory_percent", "disk_percent", "devices_ok", "devices_total"}),
+    DEVICE_STATUS: frozenset({"agent_id", "device", "kind", "status", "ok",
+                              "last_reading_age_s"}),
+    AGENT_EVENT: frozenset({"agent_id", "name", "severity", "seq", "detail"}),
+    AGENT_PRESENCE: frozenset({"agent_id", "online", "session", "site_id", "site_name", "kind",
+                               "agent_version", "devices", "opening_hours"}),
+    DEAD_LETTER: frozenset({"reason", "topic", "detail", "size", "payload"}),
+}
 
 #: How much of a rejected payload is kept for inspection.
 DEAD_LETTER_EXCERPT_BYTES: Final = 2048

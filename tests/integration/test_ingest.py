@@ -10,13 +10,22 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.contract import MAX_PAYLOAD_BYTES, Reading, ReadingKind, Topics, encode
+from edge_agent.contract import (
+    MAX_PAYLOAD_BYTES,
+    AgentState,
+    Reading,
+    ReadingKind,
+    Topics,
+    encode,
+)
 from fleet.config import FleetConfig
 from fleet.devstack import InfluxDB, Mosquitto
 from fleet.influx import InfluxClient
 from fleet.ingest import IngestService
 from fleet.lineprotocol import Point
 from fleet.points import ns
+from tests.grafana_queries import dashboard_queries, runnable
+from tests.samples import every_kind_of_message
 
 from .conftest import wait_until
 
@@ -214,3 +223,24 @@ def test_hostile_tag_values_are_stored_exactly(influx: InfluxClient, text: str) 
     influx.write([Point("m", {"n": 1}, 42, {"t": text})])
     (series,) = influx.query('SELECT * FROM "m"')
     assert series.rows() == [{"time": 42, "n": 1, "t": text}]
+
+
+def test_every_dashboard_query_runs_and_finds_what_the_fleet_stored(
+    service: IngestService,
+    publisher: mqtt.Client,
+    influx: InfluxClient,
+    mqtt_prefix: str,
+) -> None:
+    topics = Topics(mqtt_prefix)
+    messages = every_kind_of_message(datetime.now(UTC) - timedelta(minutes=1))
+    for message in messages:
+        topic = (
+            topics.state(message.agent_id)
+            if isinstance(message, AgentState)
+            else topics.topic_for(message)
+        )
+        publish(publisher, topic, encode(message))
+    publish(publisher, f"{mqtt_prefix}/v1/a/health", b"garbage")
+    wait_until(lambda: service.stats.acknowledged >= len(messages) + 1, 30, "every message")
+    for where, query in dashboard_queries():
+        assert influx.query(runnable(query)), f"{where}: no data for {query}"
