@@ -96,8 +96,10 @@ class Agent:
 
     def read_device(self, device: _DeviceState) -> Reading:
         """Take one reading from a (simulated) instrument and queue it."""
-        sample = device.instrument.sample(self.rng, time.monotonic() - self._started)
         now = self.clock()
+        # Elapsed time from the wall clock: the bus's simulated tour follows the time of
+        # day, and picks up where it was after a restart.
+        sample = device.instrument.sample(self.rng, now.timestamp())
         device.last_reading_at = now
         message = self.submit(
             lambda seq: Reading(

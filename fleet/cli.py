@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from edge_agent.backoff import backoff_delay
-from edge_agent.contract import DocumentError, ReadingKind, utc_now
+from edge_agent.contract import READING_FIELDS, DocumentError, ReadingKind, utc_now
 from fleet.config import CONFIG_ENV, FleetConfig, load_fleet_config
 from fleet.errors import FleetError, InfluxUnavailable
 from fleet.influx import InfluxClient
@@ -256,17 +256,33 @@ def readings_command(
         console.print(f"No readings from {agent_id} in the last {since}.")
         return
     table = Table("time", "kind", "device", "seq", "values", header_style="bold")
-    skip = {"time", "kind", "device", "seq"}
     for row in rows:
-        values = _format_values({k: v for k, v in row.items() if k not in skip})
         table.add_row(
-            row["time"], row["kind"], row.get("device", "?"), str(row.get("seq")), escape(values)
+            row["time"],
+            row["kind"],
+            row.get("device", "?"),
+            str(row.get("seq")),
+            escape(format_values(row)),
         )
     console.print(table)
 
 
-def _format_values(values: dict[str, Any]) -> str:
-    return "  ".join(f"{key}={value}" for key, value in values.items())
+def _pairs(text: str | None) -> dict[str, str]:
+    return dict(pair.split("=", 1) for pair in text.split(";") if "=" in pair) if text else {}
+
+
+def format_values(row: dict[str, Any]) -> str:
+    """``systolic 128 mm[Hg]  diastolic - (cuff_error)``: values with their units, and
+    invalid ones as a dash with the device's reason, never as a number."""
+    fields = READING_FIELDS[ReadingKind(row["kind"])]
+    units, invalid = _pairs(row.get("units")), _pairs(row.get("invalid"))
+    shown = []
+    for name in fields:
+        if name in invalid:
+            shown.append(f"{name} - ({invalid[name]})")
+        elif row.get(name) is not None:
+            shown.append(f"{name} {row[name]:g} {units.get(name, '')}".rstrip())
+    return "  ".join(shown)
 
 
 @app.command()

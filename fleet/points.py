@@ -53,13 +53,34 @@ SCHEMA: Final[dict[str, frozenset[str]]] = {
         kind.value: frozenset({*fields, "seq", "units", "invalid", "agent_id", "device"})
         for kind, fields in READING_FIELDS.items()
     },
-    AGENT_HEALTH: frozenset({"agent_id", "seq", "agent_version", "uptime_s", "cpu_percent",
-                             "memory_percent", "disk_percent", "devices_ok", "devices_total"}),
-    DEVICE_STATUS: frozenset({"agent_id", "device", "kind", "status", "ok",
-                              "last_reading_age_s"}),
+    AGENT_HEALTH: frozenset(
+        {
+            "agent_id",
+            "seq",
+            "agent_version",
+            "uptime_s",
+            "cpu_percent",
+            "memory_percent",
+            "disk_percent",
+            "devices_ok",
+            "devices_total",
+        }
+    ),
+    DEVICE_STATUS: frozenset({"agent_id", "device", "kind", "status", "ok", "last_reading_age_s"}),
     AGENT_EVENT: frozenset({"agent_id", "name", "severity", "seq", "detail"}),
-    AGENT_PRESENCE: frozenset({"agent_id", "online", "session", "site_id", "site_name", "kind",
-                               "agent_version", "devices", "opening_hours"}),
+    AGENT_PRESENCE: frozenset(
+        {
+            "agent_id",
+            "online",
+            "session",
+            "site_id",
+            "site_name",
+            "kind",
+            "agent_version",
+            "devices",
+            "opening_hours",
+        }
+    ),
     DEAD_LETTER: frozenset({"reason", "topic", "detail", "size", "payload"}),
 }
 

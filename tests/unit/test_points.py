@@ -145,3 +145,16 @@ def test_a_good_message_gives_no_error() -> None:
 def test_unique_clock_never_repeats() -> None:
     clock = UniqueClock(now_ns=lambda: 1000)
     assert [clock(), clock(), clock()] == [1000, 1001, 1002]
+
+
+def test_readings_are_shown_with_units_and_invalid_values_as_a_dash() -> None:
+    from fleet.cli import format_values
+
+    row = {
+        "kind": "blood_pressure",
+        "systolic": 128.0,
+        "pulse_rate": 72.0,
+        "units": "pulse_rate=/min;systolic=mm[Hg]",
+        "invalid": "diastolic=cuff_error",
+    }
+    assert format_values(row) == "systolic 128 mm[Hg]  diastolic - (cuff_error)  pulse_rate 72 /min"
