@@ -117,13 +117,28 @@ def main() -> None:
                     }
                 )
             )
+            ready = root / "fleet.ready"
             with (root / "fleet.log").open("wb") as log:
                 fleet = subprocess.Popen(
-                    [sys.executable, "-m", "fleet", "serve", "--config", str(fleet_yaml)],
+                    [
+                        sys.executable,
+                        "-m",
+                        "fleet",
+                        "serve",
+                        "--config",
+                        str(fleet_yaml),
+                        "--ready-file",
+                        str(ready),
+                    ],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )
             try:
+                # Agents publish only once the fleet's subscription exists at the broker.
+                while not ready.exists():
+                    if fleet.poll() is not None:
+                        sys.exit(f"the fleet service exited; see {root / 'fleet.log'}")
+                    time.sleep(0.05)
                 configs = agent_configs(args.agents, broker.port, root / "agents", args.outbox_sync)
                 agents = [Agent(config) for config in configs]
                 console.print(

@@ -23,6 +23,11 @@ import httpx
 from fleet.errors import FleetError
 
 HOST = "127.0.0.1"
+#: The broker settings production uses for delivery (persistence, queues, in-flight
+#: window), shared with the Ansible deployment so the tests exercise the same broker.
+DELIVERY_SETTINGS = (
+    Path(__file__).resolve().parents[1] / "ansible" / "files" / "mosquitto-delivery.conf"
+)
 
 
 class DevstackError(FleetError):
@@ -178,15 +183,8 @@ class Mosquitto(_Service):
             f"listener {self.port} {self.host}",
             # Security (TLS, certificates, ACLs) is the security issue's; local only here.
             "allow_anonymous true",
-            "persistence true",
             f"persistence_location {data}/",
-            "autosave_interval 1",
-            # The fleet acknowledges after writing to InfluxDB, so it holds many messages
-            # unacknowledged at once; the default of 20 would cap its throughput.
-            "max_inflight_messages 1000",
-            # What a persistent session may queue while its client (the fleet) is away.
-            "max_queued_messages 1000000",
-            "max_queued_bytes 0",
+            DELIVERY_SETTINGS.read_text(),
             "log_dest stdout",
             "log_type error",
             "log_type warning",
@@ -233,11 +231,9 @@ bind-address = "{self.host}:{self.rpc_port}"
   dir = "{root}/data"
   wal-dir = "{root}/wal"
   query-log-enabled = false
-  # Many small series in tests; fsync batching keeps the suite fast.
-  wal-fsync-delay = "0s"
 
 [coordinator]
-  # The chaos tests read back every point; no silent truncation of results.
+  # Tests and benchmarks read back every point: no silent truncation of results.
   max-select-point = 0
   max-select-series = 0
 

@@ -81,3 +81,11 @@ def test_fleet_config_defaults_and_errors(tmp_path: Path) -> None:
     path.write_text("schema_version: 1\nmqtt: {port: 99999}\n")
     with pytest.raises(DocumentError, match=r"mqtt\.port"):
         load_fleet_config(path)
+
+
+def test_the_documented_examples_are_valid() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "examples"
+    agent = load_agent_config(docs / "agent.yaml")
+    assert agent.opening_hours.week["wed"] == ["08:30-12:00"]
+    assert [device.id for device in agent.devices] == ["bp", "thermo", "scale", "oxi"]
+    assert load_fleet_config(docs / "fleet.yaml").mqtt.client_id == "fleet-1"
