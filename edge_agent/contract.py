@@ -433,37 +433,48 @@ _CHANNEL_MODELS: Final[dict[Channel, type[_Model]]] = {
 def decode(topics: Topics, topic: str, payload: bytes) -> tuple[ParsedTopic, Message]:
     """Validate a received message against the contract.
 
-    Size is checked before anything is parsed. Raises ContractError with the reason.
+    Size is checked before anything is parsed; the payload must be UTF-8 JSON and is
+    validated strictly (``"120"`` is not a number here). Raises ContractError.
     """
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ContractError(RejectReason.OVERSIZED, f"{len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
     parsed = topics.parse(topic)
     try:
-        document = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ContractError(RejectReason.NOT_JSON, str(exc)[:200]) from exc
-    except RecursionError as exc:  # deeply nested arrays
-        raise ContractError(RejectReason.NOT_JSON, "nested too deeply") from exc
-    if not isinstance(document, dict):
-        raise ContractError(RejectReason.INVALID_PAYLOAD, "payload is not a JSON object")
-    version = document.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ContractError(
-            RejectReason.UNKNOWN_SCHEMA_VERSION, f"schema_version {str(version)[:20]!r}"
-        )
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ContractError(RejectReason.NOT_JSON, f"not UTF-8: {exc.reason}") from exc
     model = _CHANNEL_MODELS[parsed.channel]
     try:
-        message = model.model_validate(document)
+        # One parse on the hot path; the reason is worked out only for rejects.
+        message = model.model_validate_json(text, strict=True)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "payload"
-        raise ContractError(RejectReason.INVALID_PAYLOAD, f"{where}: {first['msg']}") from exc
+        raise _rejection(text, exc) from exc
     assert isinstance(message, AgentState | Reading | HealthReport | Event)  # noqa: S101
     if message.agent_id != parsed.agent_id:
         raise ContractError(RejectReason.AGENT_MISMATCH, "payload agent_id differs from topic")
     if isinstance(message, Reading) and message.kind != parsed.kind:
         raise ContractError(RejectReason.INVALID_PAYLOAD, "payload kind differs from topic")
     return parsed, message
+
+
+def _rejection(text: str, exc: ValidationError) -> ContractError:
+    """Why a payload failed validation: not JSON, another schema version, or a field."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        return ContractError(RejectReason.NOT_JSON, str(error)[:200])
+    except RecursionError:  # deeply nested arrays
+        return ContractError(RejectReason.NOT_JSON, "nested too deeply")
+    if not isinstance(document, dict):
+        return ContractError(RejectReason.INVALID_PAYLOAD, "payload is not a JSON object")
+    version = document.get("schema_version")
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        return ContractError(
+            RejectReason.UNKNOWN_SCHEMA_VERSION, f"schema_version {str(version)[:20]!r}"
+        )
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "payload"
+    return ContractError(RejectReason.INVALID_PAYLOAD, f"{where}: {first['msg']}")
 
 
 def utc_now() -> datetime:

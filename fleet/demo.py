@@ -107,68 +107,64 @@ def _slug(name: str) -> str:
     return "-".join(name.lower().translate(table).replace("-", " ").split())[:40]
 
 
+def _agent_config(
+    agent_id: str,
+    site: dict[str, str],
+    kind: str,
+    week: dict[str, list[str]],
+    devices: list[dict[str, Any]],
+    mqtt_port: int,
+    state_root: Path,
+) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "agent_id": agent_id,
+        "site": site,
+        "kind": kind,
+        "opening_hours": {"timezone": "Europe/Paris", "week": week},
+        "broker": {"host": "127.0.0.1", "port": mqtt_port},
+        "state_dir": str(state_root / agent_id),
+        "health_interval_s": 15.0,
+        "devices": devices,
+    }
+
+
 def demo_agent_configs(
     booths: int, buses: int, mqtt_port: int, state_root: Path, reading_interval_s: float = 30.0
 ) -> list[dict[str, Any]]:
     """Agent configs for a simulated department: ``booths`` booths and ``buses`` buses."""
-    broker = {"host": "127.0.0.1", "port": mqtt_port}
-    configs: list[dict[str, Any]] = []
-    for index in range(booths):
-        town = TOWNS[index % len(TOWNS)]
-        agent_id = f"booth-{index + 1:02d}"
-        configs.append(
+    instruments = [
+        {"id": device_id, "kind": kind, "model": model, "interval_s": reading_interval_s}
+        for device_id, kind, model in BOOTH_DEVICES
+    ]
+    gps = {"id": "gps", "kind": "position", "model": "simulated-gps", "interval_s": 5.0}
+    configs = [
+        _agent_config(
+            f"booth-{index + 1:02d}",
             {
-                "schema_version": 1,
-                "agent_id": agent_id,
-                "site": {"id": _slug(town), "name": f"Cabine de {town}"},
-                "kind": "booth",
-                "opening_hours": {
-                    "timezone": "Europe/Paris",
-                    "week": SCHEDULES[index % len(SCHEDULES)],
-                },
-                "broker": broker,
-                "state_dir": str(state_root / agent_id),
-                "health_interval_s": 15.0,
-                "devices": [
-                    {
-                        "id": device_id,
-                        "kind": kind,
-                        "model": model,
-                        "interval_s": reading_interval_s,
-                    }
-                    for device_id, kind, model in BOOTH_DEVICES
-                ],
-            }
+                "id": _slug(TOWNS[index % len(TOWNS)]),
+                "name": f"Cabine de {TOWNS[index % len(TOWNS)]}",
+            },
+            "booth",
+            SCHEDULES[index % len(SCHEDULES)],
+            instruments,
+            mqtt_port,
+            state_root,
         )
-    for index in range(buses):
-        agent_id = f"bus-{index + 1}"
-        configs.append(
-            {
-                "schema_version": 1,
-                "agent_id": agent_id,
-                "site": {"id": f"bus-sante-{index + 1}", "name": "Bus santé de la Sarthe"},
-                "kind": "bus",
-                "opening_hours": {
-                    "timezone": "Europe/Paris",
-                    "week": {day: ["08:00-18:00"] for day in WEEKDAYS_ONLY},
-                },
-                "broker": broker,
-                "state_dir": str(state_root / agent_id),
-                "health_interval_s": 15.0,
-                "devices": [
-                    *(
-                        {
-                            "id": device_id,
-                            "kind": kind,
-                            "model": model,
-                            "interval_s": reading_interval_s,
-                        }
-                        for device_id, kind, model in BOOTH_DEVICES
-                    ),
-                    {"id": "gps", "kind": "position", "model": "simulated-gps", "interval_s": 5.0},
-                ],
-            }
+        for index in range(booths)
+    ]
+    configs += [
+        _agent_config(
+            f"bus-{index + 1}",
+            {"id": f"bus-sante-{index + 1}", "name": "Bus santé de la Sarthe"},
+            "bus",
+            {day: ["08:00-18:00"] for day in WEEKDAYS_ONLY},
+            [*instruments, gps],
+            mqtt_port,
+            state_root,
         )
+        for index in range(buses)
+    ]
     return configs
 
 

@@ -241,29 +241,37 @@ class IngestService:
                 if self._stopping.is_set():
                     return
                 continue
-            self._store([point for item in batch for point in item.points])
+            if not self._store([point for item in batch for point in item.points]):
+                # Shutting down with InfluxDB away: leave the batch unacknowledged, the
+                # broker redelivers it to this session (or a sibling) later.
+                return
             for item in batch:
                 if item.qos > 0:
                     self._client.ack(item.mid, item.qos)
             self.stats.acknowledged += len(batch)
 
-    def _store(self, points: Sequence[Point]) -> None:
-        """Write until InfluxDB has the points; only shutdown interrupts the retries."""
+    def _store(self, points: Sequence[Point]) -> bool:
+        """Write until InfluxDB has the points (True); only shutdown gives up (False)."""
         attempt = 0
         while True:
             try:
                 self._write_isolating_rejects(points)
             except InfluxUnavailable as exc:
+                if self._stopping.is_set():
+                    log.warning(
+                        "stopping with %d points unwritten; the broker keeps them", len(points)
+                    )
+                    return False
                 delay = backoff_delay(attempt, 0.5, 10.0, self._rng)
                 if attempt == 0:
                     log.warning("%s; holding %d points, retrying", exc, len(points))
                 attempt += 1
-                time.sleep(delay)
+                self._stopping.wait(delay)
                 continue
             if attempt:
                 log.info("InfluxDB is back; wrote %d held points", len(points))
             self.stats.stored_points += len(points)
-            return
+            return True
 
     def _write_isolating_rejects(self, points: Sequence[Point]) -> None:
         try:

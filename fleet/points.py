@@ -46,6 +46,9 @@ AGENT_PRESENCE: Final = "agent_presence"
 DEAD_LETTER: Final = "dead_letter"
 READING_MEASUREMENTS: Final = frozenset(kind.value for kind in ReadingKind)
 
+#: The ``agent_presence`` fields that carry a birth's details.
+BIRTH_FIELDS: Final = ("site_id", "site_name", "kind", "agent_version", "devices", "opening_hours")
+
 #: Every measurement the fleet writes and the fields (and tags) it may carry: the
 #: contract the Grafana dashboards are checked against (tests/unit/test_grafana.py).
 SCHEMA: Final[dict[str, frozenset[str]]] = {
@@ -68,19 +71,7 @@ SCHEMA: Final[dict[str, frozenset[str]]] = {
     ),
     DEVICE_STATUS: frozenset({"agent_id", "device", "kind", "status", "ok", "last_reading_age_s"}),
     AGENT_EVENT: frozenset({"agent_id", "name", "severity", "seq", "detail"}),
-    AGENT_PRESENCE: frozenset(
-        {
-            "agent_id",
-            "online",
-            "session",
-            "site_id",
-            "site_name",
-            "kind",
-            "agent_version",
-            "devices",
-            "opening_hours",
-        }
-    ),
+    AGENT_PRESENCE: frozenset({"agent_id", "online", "session", *BIRTH_FIELDS}),
     DEAD_LETTER: frozenset({"reason", "topic", "detail", "size", "payload"}),
 }
 

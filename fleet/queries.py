@@ -15,7 +15,7 @@ from typing import Any
 from edge_agent.contract import OpeningHours, ReadingKind
 from fleet.errors import QueryError
 from fleet.influx import InfluxClient
-from fleet.points import AGENT_EVENT, AGENT_HEALTH, AGENT_PRESENCE, DEVICE_STATUS
+from fleet.points import AGENT_EVENT, AGENT_HEALTH, AGENT_PRESENCE, BIRTH_FIELDS, DEVICE_STATUS
 from fleet.presence import AgentStatus, PresenceRecord, agent_status, current_presence
 
 _IDENT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -83,17 +83,7 @@ def _presence_records(
         for row in item.rows():
             birth = None
             if row.get("site_id") is not None:
-                birth = {
-                    key: row[key]
-                    for key in (
-                        "site_id",
-                        "site_name",
-                        "kind",
-                        "agent_version",
-                        "devices",
-                        "opening_hours",
-                    )
-                }
+                birth = {key: row[key] for key in BIRTH_FIELDS}
             records.setdefault(item.tags["agent_id"], []).append(
                 PresenceRecord(
                     bool(row["online"]), int(row["session"]), from_ns(row["time"]), birth

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -244,3 +245,62 @@ def test_every_dashboard_query_runs_and_finds_what_the_fleet_stored(
     wait_until(lambda: service.stats.acknowledged >= len(messages) + 1, 30, "every message")
     for where, query in dashboard_queries():
         assert influx.query(runnable(query)), f"{where}: no data for {query}"
+
+
+def test_nothing_is_acknowledged_while_influxdb_is_down_and_all_arrives_after(
+    mosquitto: Mosquitto,
+    publisher: mqtt.Client,
+    tmp_path: Path,
+    mqtt_prefix: str,
+) -> None:
+    """A fleet that stops while InfluxDB is away leaves the messages with the broker;
+    the next run stores them all."""
+    database = InfluxDB(workdir=tmp_path / "influxdb")
+    database.start()
+    config = FleetConfig.model_validate(
+        {
+            "schema_version": 1,
+            "mqtt": {
+                "port": mosquitto.port,
+                "topic_prefix": mqtt_prefix,
+                "client_id": f"fleet-{mqtt_prefix}",
+                "share_group": mqtt_prefix,
+            },
+            "influxdb": {"url": database.url, "database": "vigie"},
+            "ingest": {"batch_max_delay_s": 0.05},
+        }
+    )
+    with InfluxClient(database.url, "vigie") as influx:
+        influx.create_database()
+        first = IngestService(config, influx)
+        first.start()
+        assert first.subscribed.wait(10)
+        database.stop()
+        topics = Topics(mqtt_prefix)
+        for seq in range(1, 21):
+            publish(
+                publisher,
+                topics.topic_for(reading("booth-1", seq)),
+                encode(reading("booth-1", seq)),
+            )
+        wait_until(lambda: first.stats.received >= 1, 10, "the first message")
+        first.stop(timeout_s=15)
+        assert first.stats.acknowledged == 0
+
+        database.start()
+        second = IngestService(config, influx)  # same client id: same broker session
+        second.start()
+        try:
+            stored = wait_until(
+                lambda: (
+                    (s := influx.query('SELECT seq FROM "blood_pressure"'))
+                    and len(s[0].values) == 20
+                    and s
+                ),
+                60,
+                "all twenty readings",
+            )
+        finally:
+            second.stop()
+            database.stop()
+    assert sorted(row["seq"] for row in stored[0].rows()) == list(range(1, 21))

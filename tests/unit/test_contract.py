@@ -133,6 +133,21 @@ def test_each_kind_of_bad_message_has_its_reason() -> None:
         assert _reject(bad_topic, encode(good)) is RejectReason.BAD_TOPIC, bad_topic
 
 
+def test_numbers_in_strings_and_other_encodings_are_refused() -> None:
+    body = json.loads(encode(reading()))
+    topic = "vigie/v1/booth-01/reading/blood_pressure"
+    for field, value in (("seq", "7"), ("seq", 7.0), ("seq", True)):
+        assert _reject(topic, json.dumps({**body, field: value}).encode()) is (
+            RejectReason.INVALID_PAYLOAD
+        ), (field, value)
+    body["values"]["systolic"] = "128"
+    assert _reject(topic, json.dumps(body).encode()) is RejectReason.INVALID_PAYLOAD
+    assert _reject(topic, encode(reading()).decode().encode("utf-16")) is RejectReason.NOT_JSON
+    assert _reject(topic, json.dumps({**body, "schema_version": True}).encode()) is (
+        RejectReason.UNKNOWN_SCHEMA_VERSION
+    )
+
+
 def test_invalid_payload_detail_names_the_field() -> None:
     body = json.loads(encode(reading()))
     body["values"]["systolic"] = "high"
