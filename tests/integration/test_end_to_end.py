@@ -62,9 +62,16 @@ def test_readings_health_and_events_arrive_exactly_once_with_exact_points(
 ) -> None:
     agent_ids = ["booth-a", "booth-b", "bus-c"]
     processes.start_fleet(fleet_config)
+    # bus-c's site is never open: once stopped it must show "closed", not "offline".
+    hours = {"bus-c": {"opening_hours": {"timezone": "Europe/Paris", "week": {}}}}
     agents = {
         agent_id: processes.start(
-            agent_id, "-m", "edge_agent", "run", "--config", str(agent_config(agent_id))
+            agent_id,
+            "-m",
+            "edge_agent",
+            "run",
+            "--config",
+            str(agent_config(agent_id, **hours.get(agent_id, {}))),
         )
         for agent_id in agent_ids
     }
@@ -109,8 +116,12 @@ def test_readings_health_and_events_arrive_exactly_once_with_exact_points(
     # A clean stop says "offline" itself; the fleet shows it.
     listed = {row["agent_id"]: row for row in fleet_json(fleet_config, "agents")}
     assert set(listed) == set(agent_ids)
+    assert {agent_id: row["status"] for agent_id, row in listed.items()} == {
+        "booth-a": "offline",
+        "booth-b": "offline",
+        "bus-c": "closed",
+    }
     for agent_id in agent_ids:
-        assert listed[agent_id]["status"] == "offline"
         assert listed[agent_id]["site_id"] == f"site-{agent_id}"
         assert listed[agent_id]["devices"] == ["bp1", "ox1"]
         assert listed[agent_id]["kind"] == "booth"
