@@ -5,9 +5,11 @@ Tasks (one asyncio.TaskGroup per agent):
 - one producer per instrument, and one health reporter: they build contract messages
   and store them in the outbox; they never touch the network, so a broker outage
   never stalls a reading;
-- the sender: connects with a Last Will, publishes the birth, drains the outbox in
-  order with a bounded window of QoS 1 publishes, deletes each message on its PUBACK,
-  and reconnects with capped, jittered backoff when anything goes wrong.
+- the sender: connects with a Last Will, subscribes to its own ``ack`` topic, publishes
+  the birth, then drains the outbox in sequence order, paced, in batches when more
+  than one message is due; each message stays in the outbox until the fleet confirms
+  it has stored it (a ``StoredAck``), and is sent again if that confirmation does not
+  come; the sender reconnects with capped, jittered backoff when anything goes wrong.
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from edge_agent import __version__
 from edge_agent.backoff import backoff_delay
 from edge_agent.config import AgentConfig, DeviceConfig
 from edge_agent.contract import (
+    MAX_PAYLOAD_BYTES,
     QOS_DATA,
     QOS_STATE,
     AgentState,
     Birth,
+    ContractError,
     DataMessage,
     DeviceStatus,
     DeviceStatusCode,
@@ -38,18 +42,25 @@ from edge_agent.contract import (
     HealthReport,
     Reading,
     Severity,
+    StoredAck,
     Topics,
+    decode,
     encode,
     utc_now,
 )
 from edge_agent.health import sample_system
 from edge_agent.outbox import Outbox, OutboxEntry
+from edge_agent.pacing import TokenBucket
 from edge_agent.simulation.instruments import SimulatedInstrument, instrument_for
 
 log = logging.getLogger(__name__)
 
 #: How long a clean shutdown may spend sending what is still in the outbox.
 SHUTDOWN_FLUSH_S = 5.0
+#: Room left in a batch payload for its envelope.
+_ENVELOPE_BYTES = 200
+#: At most one outbox-overflow event a minute.
+_OVERFLOW_REPORT_S = 60.0
 
 
 @dataclass
@@ -57,6 +68,16 @@ class _DeviceState:
     config: DeviceConfig
     instrument: SimulatedInstrument
     last_reading_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Packet:
+    """One MQTT message: a single data message, or a batch of them."""
+
+    topic: str
+    payload: bytes
+    seqs: list[int]
+    resent: int
 
 
 @dataclass
@@ -70,13 +91,23 @@ class Agent:
     def __post_init__(self) -> None:
         self.topics = Topics(self.config.broker.topic_prefix)
         self.outbox = Outbox(
-            self.config.state_dir / "outbox.sqlite3", self.config.outbox.synchronous
+            self.config.state_dir / "outbox.sqlite3",
+            self.config.outbox.synchronous,
+            self.config.outbox.max_bytes,
         )
         self.devices = [
             _DeviceState(device, instrument_for(device.kind)) for device in self.config.devices
         ]
         self.connected = asyncio.Event()
-        self._queued = asyncio.Event()
+        self.resent = 0
+        delivery = self.config.delivery
+        self._pace = TokenBucket(delivery.drain_rate_per_s, delivery.drain_burst)
+        #: Sent on this connection, not yet confirmed by the fleet.
+        self._unconfirmed: set[int] = set()
+        self._queued = asyncio.Event()  # something new in the outbox
+        self._progress = asyncio.Event()  # the fleet confirmed something
+        self._reported_drops = 0
+        self._last_overflow_report = -_OVERFLOW_REPORT_S
         self._started = time.monotonic()
 
     # --- producers --------------------------------------------------------------------
@@ -85,14 +116,34 @@ class Agent:
         """Give a message its sequence number and store it durably; sending comes later."""
         built: list[DataMessage] = []
 
-        def store(seq: int) -> tuple[str, bytes]:
+        def store(seq: int) -> tuple[str, bytes, str]:
             message = build(seq)
             built.append(message)
-            return self.topics.topic_for(message), encode(message)
+            return self.topics.topic_for(message), encode(message), message.type
 
         self.outbox.enqueue(store)
         self._queued.set()
+        self._report_overflow()
         return built[0]
+
+    def _report_overflow(self) -> None:
+        dropped = self.outbox.dropped - self._reported_drops
+        now = time.monotonic()
+        if dropped and now - self._last_overflow_report >= _OVERFLOW_REPORT_S:
+            self._reported_drops = self.outbox.dropped
+            self._last_overflow_report = now
+            log.warning(
+                "%s: outbox over its %d-byte budget, dropped %d messages",
+                self.config.agent_id,
+                self.outbox.max_bytes,
+                dropped,
+            )
+            self.record_event(
+                "outbox_overflow",
+                Severity.ERROR,
+                f"dropped {dropped} messages to stay within "
+                f"{self.outbox.max_bytes} bytes (health thinned first)",
+            )
 
     def read_device(self, device: _DeviceState) -> Reading:
         """Take one reading from a (simulated) instrument and queue it."""
@@ -118,6 +169,7 @@ class Agent:
 
     def report_health(self) -> HealthReport:
         system = sample_system(self.config.state_dir)
+        backlog = self.outbox.backlog()
         now = self.clock()
         message = self.submit(
             lambda seq: HealthReport(
@@ -138,6 +190,10 @@ class Agent:
                     )
                     for device in self.devices
                 ],
+                backlog_messages=backlog.messages,
+                backlog_oldest_s=round(backlog.oldest_age_s, 3),
+                resent_messages=self.resent,
+                dropped_messages=self.outbox.dropped,
             )
         )
         assert isinstance(message, HealthReport)  # noqa: S101
@@ -241,16 +297,24 @@ class Agent:
         self, client: aiomqtt.Client, session: int, stop: asyncio.Event
     ) -> None:
         state_topic = self.topics.state(self.config.agent_id)
+        await client.subscribe(self.topics.ack(self.config.agent_id), qos=QOS_DATA)
+        # Whatever was sent before and never confirmed may be lost (with the broker, or
+        # with a fleet instance): send it all again, the fleet stores each message once.
+        self.outbox.resend_all()
+        self._unconfirmed.clear()
         await client.publish(state_topic, encode(self._birth(session)), qos=QOS_STATE, retain=True)
         self.connected.set()
         log.info(
-            "%s: connected, session %d, %d queued", self.config.agent_id, session, len(self.outbox)
+            "%s: connected, session %d, %d queued",
+            self.config.agent_id,
+            session,
+            len(self.outbox),
         )
         # Not a TaskGroup: it would wrap MqttError in an ExceptionGroup, and the caller's
         # reconnect logic wants the plain error from whichever task saw the drop first.
         tasks = {
             asyncio.create_task(self._drain(client, stop), name="drain"),
-            asyncio.create_task(_watch_connection(client), name="watch-connection"),
+            asyncio.create_task(self._receive_confirmations(client), name="confirmations"),
         }
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -268,36 +332,112 @@ class Agent:
         await client.publish(state_topic, encode(offline), qos=QOS_STATE, retain=True)
         self.connected.clear()
 
+    async def _receive_confirmations(self, client: aiomqtt.Client) -> None:
+        """Forget what the fleet has stored. Raises MqttError when the connection drops."""
+        async for message in client.messages:
+            try:
+                _, ack = decode(self.topics, str(message.topic), bytes(message.payload))
+            except ContractError as exc:
+                log.warning("%s: ignored a bad confirmation: %s", self.config.agent_id, exc)
+                continue
+            if isinstance(ack, StoredAck) and ack.agent_id == self.config.agent_id:
+                seqs = ack.seqs()
+                self.outbox.confirm(seqs)
+                self._unconfirmed.difference_update(seqs)
+                self._progress.set()
+
     async def _drain(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
-        window = self.config.broker.publish_window
-        flush_deadline: float | None = None
+        delivery = self.config.delivery
+        window = self.config.broker.publish_window * delivery.batch_max_messages
+        deadline: float | None = None
         while True:
             if stop.is_set():
-                flush_deadline = flush_deadline or time.monotonic() + SHUTDOWN_FLUSH_S
-                if time.monotonic() > flush_deadline:
+                deadline = deadline or time.monotonic() + SHUTDOWN_FLUSH_S
+                if time.monotonic() > deadline:
                     return
-            batch = self.outbox.peek(window)
-            if not batch:
-                if stop.is_set():
+            room = delivery.max_unconfirmed - len(self._unconfirmed)
+            due = self.outbox.due(min(room, window)) if room > 0 else []
+            if not due:
+                if stop.is_set() and not self._unconfirmed and not len(self.outbox):
                     return
+                wake_in = self.outbox.next_due_in()
                 self._queued.clear()
-                await _first_of(self._queued, stop)
+                self._progress.clear()
+                await _first_of(
+                    self._queued,
+                    self._progress,
+                    stop,
+                    at_most_s=min(1.0, wake_in) if wake_in is not None else 1.0,
+                )
                 continue
-            await self._publish_batch(client, batch)
+            await self._publish(client, self._packets(due))
 
-    async def _publish_batch(self, client: aiomqtt.Client, batch: list[OutboxEntry]) -> None:
-        # Publishes leave in sequence order on one connection, so the broker delivers them
-        # in order; waiting for the whole window keeps at most `window` unacknowledged.
+    def _packets(self, due: list[OutboxEntry]) -> list[_Packet]:
+        """Due messages as MQTT messages: alone when live, in batches otherwise."""
+        delivery = self.config.delivery
+        now = time.time()
+        entry = due[0]
+        if (
+            len(due) == 1
+            and not entry.attempts
+            and now - entry.enqueued_at < delivery.live_window_s
+        ):
+            return [_Packet(entry.topic, entry.payload, [entry.seq], 0)]
+        packets: list[_Packet] = []
+        batch: list[OutboxEntry] = []
+        size = _ENVELOPE_BYTES
+        for entry in due:
+            if batch and (
+                len(batch) >= delivery.batch_max_messages
+                or size + len(entry.payload) + 1 > MAX_PAYLOAD_BYTES
+            ):
+                packets.append(self._batch(batch, now))
+                batch, size = [], _ENVELOPE_BYTES
+            batch.append(entry)
+            size += len(entry.payload) + 1
+        packets.append(self._batch(batch, now))
+        return packets
+
+    def _batch(self, entries: list[OutboxEntry], now: float) -> _Packet:
+        historical = any(
+            entry.attempts or now - entry.enqueued_at >= self.config.delivery.live_window_s
+            for entry in entries
+        )
+        # The stored payloads are already validated contract JSON: splice them into the
+        # envelope instead of decoding and re-encoding a whole backlog.
+        payload = (
+            b'{"schema_version":1,"agent_id":"'
+            + self.config.agent_id.encode()
+            + b'","historical":'
+            + (b"true" if historical else b"false")
+            + b',"messages":['
+            + b",".join(entry.payload for entry in entries)
+            + b"]}"
+        )
+        resent = sum(1 for entry in entries if entry.attempts)
+        return _Packet(
+            self.topics.batch(self.config.agent_id),
+            payload,
+            [entry.seq for entry in entries],
+            resent,
+        )
+
+    async def _publish(self, client: aiomqtt.Client, packets: list[_Packet]) -> None:
+        for packet in packets:
+            delay = self._pace.wait_for(len(packet.seqs), time.monotonic())
+            while delay > 0:
+                await asyncio.sleep(delay)
+                delay = self._pace.wait_for(len(packet.seqs), time.monotonic())
         results = await asyncio.gather(
-            *(client.publish(entry.topic, entry.payload, qos=QOS_DATA) for entry in batch),
+            *(client.publish(packet.topic, packet.payload, qos=QOS_DATA) for packet in packets),
             return_exceptions=True,
         )
-        acknowledged = [
-            entry.seq
-            for entry, result in zip(batch, results, strict=True)
-            if not isinstance(result, BaseException)
-        ]
-        self.outbox.remove(acknowledged)
+        confirm_timeout = self.config.delivery.confirm_timeout_s
+        for packet, result in zip(packets, results, strict=True):
+            if not isinstance(result, BaseException):
+                self.outbox.mark_sent(packet.seqs, confirm_timeout)
+                self._unconfirmed.update(packet.seqs)
+                self.resent += packet.resent
         for result in results:
             if isinstance(result, BaseException):
                 # A publish accepted locally but never acknowledged within the timeout:
@@ -323,12 +463,6 @@ class Agent:
             self.outbox.close()
 
 
-async def _watch_connection(client: aiomqtt.Client) -> None:
-    """Raise MqttError as soon as the connection drops (aiomqtt's iterator does)."""
-    async for _ in client.messages:
-        pass  # nothing is subscribed yet; desired state will arrive here
-
-
 async def _wait(stop: asyncio.Event, seconds: float) -> bool:
     """Sleep up to ``seconds``; True if ``stop`` was set meanwhile."""
     with contextlib.suppress(TimeoutError):
@@ -336,10 +470,11 @@ async def _wait(stop: asyncio.Event, seconds: float) -> bool:
     return stop.is_set()
 
 
-async def _first_of(*events: asyncio.Event) -> None:
+async def _first_of(*events: asyncio.Event, at_most_s: float) -> None:
+    """Wait until one of ``events`` is set, or ``at_most_s`` passed."""
     waiters = [asyncio.ensure_future(event.wait()) for event in events]
     try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=at_most_s, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()

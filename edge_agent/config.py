@@ -34,8 +34,8 @@ class BrokerConfig(_Section):
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     #: How long a publish may wait for its PUBACK before the connection is rebuilt.
     ack_timeout_s: float = Field(default=20.0, gt=0)
-    #: Messages in flight at once while draining the outbox.
-    publish_window: int = Field(default=50, ge=1, le=1000)
+    #: MQTT messages awaiting their PUBACK at once.
+    publish_window: int = Field(default=20, ge=1, le=1000)
     reconnect_initial_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
 
@@ -57,6 +57,24 @@ class OutboxConfig(_Section):
     #: FULL: each reading is on disk before it counts as taken (survives power loss);
     #: NORMAL: faster, may lose the last transactions on power loss but never corrupts.
     synchronous: Literal["full", "normal"] = "full"
+    #: Disk budget for waiting messages; past it, health reports are thinned first,
+    #: then the oldest readings dropped (and the drop reported).
+    max_bytes: int = Field(default=256 * 1024 * 1024, ge=64 * 1024)
+
+
+class DeliveryConfig(_Section):
+    #: How long to wait for the fleet's "stored" before sending a message again
+    #: (doubling with each attempt, up to 32 times this).
+    confirm_timeout_s: float = Field(default=30.0, gt=0)
+    #: Messages sent but not yet confirmed, at most: the end-to-end window.
+    max_unconfirmed: int = Field(default=2000, ge=1)
+    #: Messages per batch when more than one is due (a backlog drains in batches).
+    batch_max_messages: int = Field(default=100, ge=1, le=500)
+    #: Drain pace, messages per second, with bursts of up to drain_burst.
+    drain_rate_per_s: float = Field(default=500.0, gt=0)
+    drain_burst: int = Field(default=500, ge=1)
+    #: A message sent later than this after it was taken is marked historical.
+    live_window_s: float = Field(default=60.0, gt=0)
 
 
 class AgentConfig(_Section):
@@ -71,6 +89,7 @@ class AgentConfig(_Section):
     state_dir: Path
     health_interval_s: float = Field(default=60.0, gt=0)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     devices: list[DeviceConfig] = Field(default_factory=list, max_length=64)
 
     @model_validator(mode="after")

@@ -10,11 +10,18 @@ broker ACL pattern ``<prefix>/v1/%c/#`` confines an agent to its own branch)::
     <prefix>/v1/<agent_id>/reading/<kind>    QoS 1            one instrument reading
     <prefix>/v1/<agent_id>/health            QoS 1            the agent's own health
     <prefix>/v1/<agent_id>/event             QoS 1            notable things that happened
+    <prefix>/v1/<agent_id>/batch             QoS 1            several of the three above
+    <prefix>/v1/<agent_id>/ack               QoS 1            fleet -> agent: "stored"
 
 Every data payload (reading, health, event) carries the schema version, the agent
 id, a per-agent monotonic sequence number shared by the three channels, and the
 measurement time in UTC. State messages are ordered by the agent's ``session``
 number instead: a Last Will from an older session never overrides a newer birth.
+
+Delivery is confirmed end to end: the fleet publishes a :class:`StoredAck` naming the
+sequence numbers it has stored, and the agent keeps every message until then. A
+broker's PUBACK only means "received", and a broker that crashes or restarts can
+still lose what it had received (see docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import enum
 import json
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +55,13 @@ PROTOCOL_LEVEL: Final = "v1"
 DEFAULT_PREFIX: Final = "vigie"
 #: The fleet refuses larger payloads before parsing them; agents never send them.
 MAX_PAYLOAD_BYTES: Final = 64 * 1024
+#: At most this many messages travel in one batch.
+MAX_BATCH_MESSAGES: Final = 500
+#: At most this many sequence ranges in one StoredAck.
+MAX_ACK_RANGES: Final = 1000
+
+#: No valid measurement predates this protocol: an earlier time is an unset clock.
+EARLIEST_VALID_TIME: Final = datetime(2026, 1, 1, tzinfo=UTC)
 
 QOS_DATA: Final = 1
 QOS_STATE: Final = 1
@@ -119,6 +134,9 @@ class Channel(enum.StrEnum):
     READING = "reading"
     HEALTH = "health"
     EVENT = "event"
+    BATCH = "batch"
+    #: From the fleet to the agent; the fleet does not subscribe to it.
+    ACK = "ack"
 
 
 class RejectReason(enum.StrEnum):
@@ -271,6 +289,7 @@ class Reading(_DataMessage):
     ``invalid``; it is never replaced by a plausible number.
     """
 
+    type: Literal["reading"] = "reading"
     kind: ReadingKind
     device: Identifier
     values: dict[str, float | None]
@@ -313,26 +332,90 @@ class DeviceStatus(_Model):
 
 
 class HealthReport(_DataMessage):
-    """The agent's own health."""
+    """The agent's own health, including its backlog: what waits in its outbox."""
 
+    type: Literal["health"] = "health"
     agent_version: Annotated[str, StringConstraints(max_length=40)]
     uptime_s: float = Field(ge=0)
     cpu_percent: float = Field(ge=0, le=100 * 256)  # psutil reports >100 on many cores
     memory_percent: float = Field(ge=0, le=100)
     disk_percent: float = Field(ge=0, le=100)
     devices: list[DeviceStatus] = Field(max_length=64)
+    #: Messages waiting for the fleet's confirmation, and the age of the oldest.
+    backlog_messages: int = Field(default=0, ge=0)
+    backlog_oldest_s: float = Field(default=0.0, ge=0)
+    #: Since the agent started: messages sent again (unconfirmed in time), and messages
+    #: dropped because the outbox reached its disk budget.
+    resent_messages: int = Field(default=0, ge=0)
+    dropped_messages: int = Field(default=0, ge=0)
 
 
 class Event(_DataMessage):
     """Something an operator may want to know happened on the agent."""
 
+    type: Literal["event"] = "event"
     name: Identifier
     severity: Severity
     detail: Annotated[str, StringConstraints(max_length=1000)] = ""
 
 
 DataMessage = Reading | HealthReport | Event
-Message = AgentState | DataMessage
+
+
+class Batch(_Model):
+    """Several data messages of one agent in one MQTT message (a backlog drains so).
+
+    ``historical`` marks messages sent from a backlog (late, or sent again), so that
+    dashboards and alerts can tell them from live data.
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    agent_id: Identifier
+    historical: bool = False
+    messages: list[Annotated[DataMessage, Field(discriminator="type")]] = Field(
+        min_length=1, max_length=MAX_BATCH_MESSAGES
+    )
+
+    @model_validator(mode="after")
+    def _one_agent(self) -> Batch:
+        if any(message.agent_id != self.agent_id for message in self.messages):
+            raise ValueError("every message of a batch must come from the batch's agent")
+        return self
+
+
+class StoredAck(_Model):
+    """From the fleet to one agent: these sequence numbers are stored; forget them.
+
+    ``ranges`` are inclusive ``[first, last]`` pairs.
+    """
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    agent_id: Identifier
+    ranges: list[tuple[int, int]] = Field(min_length=1, max_length=MAX_ACK_RANGES)
+
+    @field_validator("ranges")
+    @classmethod
+    def _ordered(cls, value: list[tuple[int, int]]) -> list[tuple[int, int]]:
+        if any(first < 0 or last < first for first, last in value):
+            raise ValueError("each range must be [first, last] with 0 <= first <= last")
+        return value
+
+    def seqs(self) -> list[int]:
+        return [seq for first, last in self.ranges for seq in range(first, last + 1)]
+
+
+def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
+    """Sorted, merged inclusive ranges covering ``seqs``: [1, 2, 3, 7] -> [(1, 3), (7, 7)]."""
+    ranges: list[tuple[int, int]] = []
+    for seq in sorted(set(seqs)):
+        if ranges and seq == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], seq)
+        else:
+            ranges.append((seq, seq))
+    return ranges
+
+
+Message = AgentState | DataMessage | Batch | StoredAck
 
 
 # --- topics ---------------------------------------------------------------------------
@@ -374,6 +457,12 @@ class Topics:
     def event(self, agent_id: str) -> str:
         return f"{self._base(agent_id)}/{Channel.EVENT}"
 
+    def batch(self, agent_id: str) -> str:
+        return f"{self._base(agent_id)}/{Channel.BATCH}"
+
+    def ack(self, agent_id: str) -> str:
+        return f"{self._base(agent_id)}/{Channel.ACK}"
+
     def topic_for(self, message: DataMessage) -> str:
         """The topic a data message is published on."""
         if isinstance(message, Reading):
@@ -382,9 +471,16 @@ class Topics:
             return self.health(message.agent_id)
         return self.event(message.agent_id)
 
-    def all_agents(self) -> str:
-        """The subscription filter for everything every agent publishes."""
-        return f"{self.prefix}/{PROTOCOL_LEVEL}/+/#"
+    def from_agents(self) -> list[str]:
+        """The subscription filters for everything agents publish (not the fleet's acks)."""
+        base = f"{self.prefix}/{PROTOCOL_LEVEL}/+"
+        return [
+            f"{base}/{Channel.STATE}",
+            f"{base}/{Channel.READING}/+",
+            f"{base}/{Channel.HEALTH}",
+            f"{base}/{Channel.EVENT}",
+            f"{base}/{Channel.BATCH}",
+        ]
 
     def acl_pattern(self) -> str:
         """A Mosquitto ACL pattern confining a client (``%c``) to its own branch."""
@@ -427,6 +523,8 @@ _CHANNEL_MODELS: Final[dict[Channel, type[_Model]]] = {
     Channel.READING: Reading,
     Channel.HEALTH: HealthReport,
     Channel.EVENT: Event,
+    Channel.BATCH: Batch,
+    Channel.ACK: StoredAck,
 }
 
 
@@ -449,7 +547,7 @@ def decode(topics: Topics, topic: str, payload: bytes) -> tuple[ParsedTopic, Mes
         message = model.model_validate_json(text, strict=True)
     except ValidationError as exc:
         raise _rejection(text, exc) from exc
-    assert isinstance(message, AgentState | Reading | HealthReport | Event)  # noqa: S101
+    assert isinstance(message, AgentState | Reading | HealthReport | Event | Batch | StoredAck)  # noqa: S101
     if message.agent_id != parsed.agent_id:
         raise ContractError(RejectReason.AGENT_MISMATCH, "payload agent_id differs from topic")
     if isinstance(message, Reading) and message.kind != parsed.kind:

@@ -1,12 +1,25 @@
-"""The durable outbox: every data message is on disk before it is sent.
+"""The durable outbox: every data message is on disk before it is sent, and stays there
+until the fleet confirms it has stored it.
 
-A message is deleted only after the broker's PUBACK, so a crash, a power cut or a lost
-connection resends it instead of losing it; the fleet's writes are idempotent, so a
-resend overwrites itself. The sequence number is the row's AUTOINCREMENT key: it is
-assigned in the same transaction that stores the message and is never reused, even
-after the rows before it are deleted.
+Why until the fleet's confirmation and not the broker's PUBACK: a PUBACK means the
+broker received the message, not that it will deliver it. Mosquitto saves its queues
+to disk only every ``autosave_interval``, and does not restore shared subscriptions
+after a restart at all (docs/protocol.md), so a broker crash or restart can lose
+messages it had acknowledged. Keeping each message until the fleet says "stored"
+makes the guarantee end to end; a message sent twice overwrites itself in InfluxDB.
 
-SQLite in WAL mode: one file, crash-safe, and readers never block the writer.
+Each row is scheduled: ``next_send`` is when it may be sent (again). A PUBACK moves it
+``confirm_timeout`` into the future, doubling with each attempt; a reconnection makes
+every unconfirmed row due at once. The sequence number is the row's AUTOINCREMENT key,
+assigned in the same transaction that stores the message and never reused.
+
+SQLite in WAL mode: one file, crash-safe, readers never block the writer. With
+``synchronous=FULL`` a message is on disk before ``enqueue`` returns (power-cut safe);
+``NORMAL`` may lose the last messages on a power cut, never corrupts the file.
+
+Disk budget: past ``max_bytes`` of payload, health reports are thinned first (every
+other one of the oldest half goes), then the oldest readings and events are dropped.
+What was dropped is counted, so that it can be reported.
 """
 
 from __future__ import annotations
@@ -25,13 +38,33 @@ class OutboxEntry:
     seq: int
     topic: str
     payload: bytes
+    enqueued_at: float
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """What waits for the fleet's confirmation."""
+
+    messages: int
+    bytes: int
+    oldest_age_s: float
 
 
 class Outbox:
-    """A FIFO of (topic, payload) that survives SIGKILL and power loss."""
+    """A durable FIFO of (topic, payload) messages awaiting the fleet's confirmation."""
 
-    def __init__(self, path: Path, synchronous: Literal["full", "normal"] = "full") -> None:
+    def __init__(
+        self,
+        path: Path,
+        synchronous: Literal["full", "normal"] = "full",
+        max_bytes: int = 256 * 1024 * 1024,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.dropped = 0
+        self._clock = clock
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per call.
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -42,51 +75,138 @@ class Outbox:
                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
                 topic TEXT NOT NULL,
                 payload BLOB NOT NULL,
-                enqueued_at REAL NOT NULL
+                kind TEXT NOT NULL,
+                enqueued_at REAL NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                next_send REAL NOT NULL DEFAULT 0
             );
+            CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_send, seq);
             CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
             """
         )
+        (stored,) = self._db.execute(
+            "SELECT coalesce(sum(length(payload)), 0) FROM outbox"
+        ).fetchone()
+        self._bytes = int(stored)
 
     def close(self) -> None:
         self._db.close()
 
-    def enqueue(self, build: Callable[[int], tuple[str, bytes]]) -> int:
-        """Store the message ``build(seq)`` returns for the next sequence number.
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def enqueue(self, build: Callable[[int], tuple[str, bytes, str]]) -> int:
+        """Store the message ``build(seq)`` returns (topic, payload, kind) for the next
+        sequence number.
 
         The payload embeds its own sequence number, so the row is inserted first to
-        draw the number, then filled in, inside one transaction.
+        draw the number, then filled in, inside one transaction. ``kind`` (reading,
+        health, event) decides what the disk budget thins first.
         """
         with self._transaction():
             cursor = self._db.execute(
-                "INSERT INTO outbox (topic, payload, enqueued_at) VALUES ('', x'', ?)",
-                (time.time(),),
+                "INSERT INTO outbox (topic, payload, kind, enqueued_at) VALUES ('', x'', '', ?)",
+                (self._clock(),),
             )
             seq = cursor.lastrowid
             assert seq is not None  # noqa: S101 - an INSERT always sets it
-            topic, payload = build(seq)
+            topic, payload, kind = build(seq)
             self._db.execute(
-                "UPDATE outbox SET topic = ?, payload = ? WHERE seq = ?", (topic, payload, seq)
+                "UPDATE outbox SET topic = ?, payload = ?, kind = ? WHERE seq = ?",
+                (topic, payload, kind, seq),
             )
+            self._bytes += len(payload)
+            if self._bytes > self.max_bytes:
+                self._make_room()
         return seq
 
-    def peek(self, limit: int) -> list[OutboxEntry]:
-        """The oldest ``limit`` messages, in sequence order."""
-        rows = self._db.execute(
-            "SELECT seq, topic, payload FROM outbox ORDER BY seq LIMIT ?", (limit,)
+    def _delete(self, where: str, params: Sequence[object] = ()) -> int:
+        freed = self._db.execute(
+            f"DELETE FROM outbox WHERE {where} RETURNING length(payload)",  # noqa: S608
+            params,
         ).fetchall()
-        return [OutboxEntry(seq, topic, bytes(payload)) for seq, topic, payload in rows]
+        self._bytes -= sum(size for (size,) in freed)
+        return len(freed)
 
-    def remove(self, seqs: Sequence[int]) -> None:
-        """Forget messages the broker has acknowledged."""
-        if not seqs:
-            return
+    def _make_room(self) -> None:
+        # Thin health reports first: every other one of the oldest half goes.
+        while self._bytes > self.max_bytes:
+            (health,) = self._db.execute(
+                "SELECT count(*) FROM outbox WHERE kind = 'health'"
+            ).fetchone()
+            if health < 2:
+                break
+            self.dropped += self._delete(
+                "seq IN (SELECT seq FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS n "
+                "FROM outbox WHERE kind = 'health' ORDER BY seq LIMIT ?) WHERE n % 2 = 0)",
+                (health // 2,),
+            )
+        # Then the oldest readings and events, a slice at a time.
+        while self._bytes > self.max_bytes:
+            dropped = self._delete("seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT 64)")
+            if not dropped:
+                break
+            self.dropped += dropped
+
+    def due(self, limit: int) -> list[OutboxEntry]:
+        """The oldest ``limit`` messages that may be sent now, in sequence order."""
+        rows = self._db.execute(
+            "SELECT seq, topic, payload, enqueued_at, attempts FROM outbox "
+            "WHERE next_send <= ? ORDER BY seq LIMIT ?",
+            (self._clock(), limit),
+        ).fetchall()
+        return [
+            OutboxEntry(seq, topic, bytes(payload), at, attempts)
+            for seq, topic, payload, at, attempts in rows
+        ]
+
+    def next_due_in(self) -> float | None:
+        """Seconds until the next message becomes due (None when the outbox is empty)."""
+        (when,) = self._db.execute("SELECT min(next_send) FROM outbox").fetchone()
+        return None if when is None else max(0.0, when - self._clock())
+
+    def mark_sent(self, seqs: Sequence[int], confirm_timeout_s: float) -> None:
+        """The broker has these: wait ``confirm_timeout_s`` (doubling) for the fleet."""
         with self._transaction():
-            self._db.executemany("DELETE FROM outbox WHERE seq = ?", [(seq,) for seq in seqs])
+            self._db.executemany(
+                # 1 << min(attempts, 5): the wait doubles with each attempt, up to 32x.
+                "UPDATE outbox SET attempts = attempts + 1, "
+                "next_send = ? + ? * (1 << min(attempts, 5)) WHERE seq = ?",
+                [(self._clock(), confirm_timeout_s, seq) for seq in seqs],
+            )
+
+    def confirm(self, seqs: Sequence[int]) -> int:
+        """The fleet has stored these: forget them. Returns how many were still here."""
+        if not seqs:
+            return 0
+        with self._transaction():
+            return sum(self._delete("seq = ?", (seq,)) for seq in seqs)
+
+    def resend_all(self) -> None:
+        """Make every unconfirmed message due now (after a reconnection)."""
+        with self._transaction():
+            self._db.execute("UPDATE outbox SET next_send = 0 WHERE next_send > 0")
+
+    def backlog(self) -> Backlog:
+        count, oldest = self._db.execute("SELECT count(*), min(enqueued_at) FROM outbox").fetchone()
+        age = 0.0 if oldest is None else max(0.0, self._clock() - oldest)
+        return Backlog(int(count), self._bytes, age)
 
     def __len__(self) -> int:
         (count,) = self._db.execute("SELECT count(*) FROM outbox").fetchone()
         return int(count)
+
+    def last_seq(self) -> int:
+        """The last sequence number ever assigned (0 before the first message)."""
+        row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").fetchone()
+        return 0 if row is None else int(row[0])
 
     def next_session(self) -> int:
         """A number that grows at every broker connection, also across restarts."""
@@ -99,13 +219,3 @@ class Outbox:
                 "SELECT value FROM counters WHERE name = 'session'"
             ).fetchone()
         return int(value)
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")

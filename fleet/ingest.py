@@ -22,7 +22,7 @@ import queue
 import random
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,12 +31,25 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.backoff import backoff_delay
-from edge_agent.contract import QOS_DATA, ContractError, Topics, decode
+from edge_agent.contract import (
+    MAX_ACK_RANGES,
+    QOS_DATA,
+    Batch,
+    ContractError,
+    Event,
+    HealthReport,
+    Reading,
+    StoredAck,
+    Topics,
+    decode,
+    encode,
+    seq_ranges,
+)
 from fleet.config import FleetConfig
 from fleet.errors import InfluxRejected, InfluxUnavailable
 from fleet.influx import PointWriter
 from fleet.lineprotocol import LineProtocolError, Point, encode_point
-from fleet.points import dead_letter_point, message_points
+from fleet.points import dead_letter_point, message_points, receive_slots
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +66,24 @@ class UniqueClock:
         self._last = 0
         self._lock = threading.Lock()
 
-    def __call__(self) -> int:
+    def __call__(self, count: int = 1) -> int:
+        """The first of ``count`` consecutive unused nanoseconds."""
         with self._lock:
-            self._last = max(self._now_ns(), self._last + 1)
-            return self._last
+            first = max(self._now_ns(), self._last + 1)
+            self._last = first + count - 1
+            return first
 
 
 @dataclass(slots=True)
 class Pending:
-    """A received message's points and what is needed to acknowledge it."""
+    """A received message's points and what is needed to acknowledge it: the MQTT
+    acknowledgement to the broker and the stored-acknowledgement to the agent."""
 
     points: list[Point]
     mid: int
     qos: int
+    agent_id: str | None = None
+    seqs: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -75,7 +93,34 @@ class IngestStats:
     received: int = 0
     stored_points: int = 0
     acknowledged: int = 0
+    #: Data messages this instance stored more than once (redeliveries it absorbed).
+    duplicates: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+
+
+class RecentSeqs:
+    """The last sequence numbers stored per agent, to count redeliveries.
+
+    Bounded per agent; a redelivery that lands on another fleet instance is counted by
+    the agent instead (``resent_messages`` in its health report).
+    """
+
+    def __init__(self, per_agent: int = 20_000) -> None:
+        self._per_agent = per_agent
+        self._seen: dict[str, OrderedDict[int, None]] = {}
+
+    def count_repeats(self, agent_id: str, seqs: list[int]) -> int:
+        seen = self._seen.setdefault(agent_id, OrderedDict())
+        repeats = 0
+        for seq in seqs:
+            if seq in seen:
+                repeats += 1
+                seen.move_to_end(seq)
+            else:
+                seen[seq] = None
+                if len(seen) > self._per_agent:
+                    seen.popitem(last=False)
+        return repeats
 
 
 class RateLimitedLog:
@@ -98,16 +143,30 @@ class RateLimitedLog:
         log.warning("%s%s", message, extra)
 
 
-def points_for(
-    topics: Topics, topic: str, payload: bytes, received_ns: int
-) -> tuple[list[Point], ContractError | None]:
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """What one received message becomes."""
+
+    points: list[Point]
+    error: ContractError | None = None
+    agent_id: str | None = None
+    #: The data messages' sequence numbers, to confirm to the agent once stored.
+    seqs: tuple[int, ...] = ()
+
+
+def points_for(topics: Topics, topic: str, payload: bytes, clock: UniqueClock) -> Decoded:
     """Decode one message into the points that store it, or into a dead letter."""
     try:
         _, message = decode(topics, topic, payload)
-        return message_points(message, received_ns), None
     except ContractError as error:
-        point = dead_letter_point(error.reason, error.detail, topic, payload, received_ns)
-        return [point], error
+        point = dead_letter_point(error.reason, error.detail, topic, payload, clock())
+        return Decoded([point], error)
+    points = message_points(message, clock(receive_slots(message)))
+    if isinstance(message, Batch):
+        return Decoded(points, None, message.agent_id, tuple(m.seq for m in message.messages))
+    if isinstance(message, Reading | HealthReport | Event):
+        return Decoded(points, None, message.agent_id, (message.seq,))
+    return Decoded(points)
 
 
 class IngestService:
@@ -129,6 +188,7 @@ class IngestService:
         self._writer = writer
         self._rng = rng or random.Random()
         self._clock = UniqueClock()
+        self._seen = RecentSeqs()
         self._pending: queue.Queue[Pending] = queue.Queue()
         self._stopping = threading.Event()
         self._rejections = RateLimitedLog()
@@ -155,12 +215,13 @@ class IngestService:
         client.on_subscribe = self._on_subscribe
         # paho's own backoff has no jitter; a restarted broker sees every fleet instance
         # at once, but they are few. Agents, which are many, use jittered backoff.
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.reconnect_delay_set(min_delay=1, max_delay=10)
         return client
 
     @property
-    def subscription(self) -> str:
-        return f"$share/{self.config.mqtt.share_group}/{self.topics.all_agents()}"
+    def subscriptions(self) -> list[str]:
+        group = self.config.mqtt.share_group
+        return [f"$share/{group}/{topic}" for topic in self.topics.from_agents()]
 
     def _on_connect(
         self, client: mqtt.Client, _u: object, _f: object, reason: object, _p: object = None
@@ -168,22 +229,23 @@ class IngestService:
         if getattr(reason, "is_failure", False):
             log.error("broker refused the connection: %s", reason)
             return
-        # Subscribe on every connect: a broker that lost its state (or a new broker in
-        # a cluster) would otherwise leave this instance connected and deaf.
-        client.subscribe(self.subscription, qos=QOS_DATA)
+        # Subscribe on every connect: Mosquitto 2.0 does not restore shared subscriptions
+        # from its persistence file (measured: docs/protocol.md), and a new broker in a
+        # cluster knows none; without this the instance would be connected and deaf.
+        client.subscribe([(topic, QOS_DATA) for topic in self.subscriptions])
         self.connected.set()
         log.info(
             "connected to %s:%d, subscribing to %s",
             self.config.mqtt.host,
             self.config.mqtt.port,
-            self.subscription,
+            ", ".join(self.subscriptions),
         )
 
     def _on_subscribe(
         self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[Any], _p: object = None
     ) -> None:
         if any(getattr(reason, "is_failure", False) for reason in reasons):
-            log.error("broker refused the subscription %s: %s", self.subscription, reasons)
+            log.error("broker refused the subscriptions %s: %s", self.subscriptions, reasons)
             return
         self.subscribed.set()
 
@@ -201,16 +263,16 @@ class IngestService:
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         self.stats.received += 1
-        points, error = points_for(
-            self.topics, message.topic, bytes(message.payload), self._clock()
-        )
-        if error is not None:
-            self.stats.rejected[error.reason.value] += 1
+        decoded = points_for(self.topics, message.topic, bytes(message.payload), self._clock)
+        if decoded.error is not None:
+            self.stats.rejected[decoded.error.reason.value] += 1
             self._rejections.warning(
-                error.reason.value,
-                f"dead-lettered a message on {message.topic[:200]!r}: {error}",
+                decoded.error.reason.value,
+                f"dead-lettered a message on {message.topic[:200]!r}: {decoded.error}",
             )
-        self._pending.put(Pending(points, message.mid, message.qos))
+        self._pending.put(
+            Pending(decoded.points, message.mid, message.qos, decoded.agent_id, list(decoded.seqs))
+        )
 
     # --- InfluxDB side (writer thread) -------------------------------------------------
 
@@ -249,6 +311,22 @@ class IngestService:
                 if item.qos > 0:
                     self._client.ack(item.mid, item.qos)
             self.stats.acknowledged += len(batch)
+            self._confirm_stored(batch)
+
+    def _confirm_stored(self, batch: list[Pending]) -> None:
+        """Tell each agent which of its messages are stored, so it can forget them."""
+        stored: dict[str, list[int]] = {}
+        for item in batch:
+            if item.agent_id is not None:
+                stored.setdefault(item.agent_id, []).extend(item.seqs)
+        for agent_id, seqs in stored.items():
+            self.stats.duplicates += self._seen.count_repeats(agent_id, seqs)
+            ranges = seq_ranges(seqs)
+            for start in range(0, len(ranges), MAX_ACK_RANGES):
+                ack = StoredAck(agent_id=agent_id, ranges=ranges[start : start + MAX_ACK_RANGES])
+                # Fire and forget: a lost confirmation only makes the agent send again,
+                # and the second copy overwrites the first.
+                self._client.publish(self.topics.ack(agent_id), encode(ack), qos=QOS_DATA)
 
     def _store(self, points: Sequence[Point]) -> bool:
         """Write until InfluxDB has the points (True); only shutdown gives up (False)."""

@@ -28,14 +28,18 @@ from datetime import datetime
 from typing import Final
 
 from edge_agent.contract import (
+    EARLIEST_VALID_TIME,
     READING_FIELDS,
     AgentState,
+    Batch,
+    DataMessage,
     DeviceStatusCode,
     Event,
     HealthReport,
     Message,
     Reading,
     ReadingKind,
+    StoredAck,
 )
 from fleet.lineprotocol import FieldValue, Point
 
@@ -49,17 +53,19 @@ READING_MEASUREMENTS: Final = frozenset(kind.value for kind in ReadingKind)
 #: The ``agent_presence`` fields that carry a birth's details.
 BIRTH_FIELDS: Final = ("site_id", "site_name", "kind", "agent_version", "devices", "opening_hours")
 
+#: What every point of a data message carries.
+_DATA_FIELDS: Final = ("agent_id", "seq", "historical", "clock_suspect", "reported_time_ns")
+
 #: Every measurement the fleet writes and the fields (and tags) it may carry: the
 #: contract the Grafana dashboards are checked against (tests/unit/test_grafana.py).
 SCHEMA: Final[dict[str, frozenset[str]]] = {
     **{
-        kind.value: frozenset({*fields, "seq", "units", "invalid", "agent_id", "device"})
+        kind.value: frozenset({*fields, *_DATA_FIELDS, "units", "invalid", "device"})
         for kind, fields in READING_FIELDS.items()
     },
     AGENT_HEALTH: frozenset(
         {
-            "agent_id",
-            "seq",
+            *_DATA_FIELDS,
             "agent_version",
             "uptime_s",
             "cpu_percent",
@@ -67,13 +73,20 @@ SCHEMA: Final[dict[str, frozenset[str]]] = {
             "disk_percent",
             "devices_ok",
             "devices_total",
+            "backlog_messages",
+            "backlog_oldest_s",
+            "resent_messages",
+            "dropped_messages",
         }
     ),
     DEVICE_STATUS: frozenset({"agent_id", "device", "kind", "status", "ok", "last_reading_age_s"}),
-    AGENT_EVENT: frozenset({"agent_id", "name", "severity", "seq", "detail"}),
+    AGENT_EVENT: frozenset({*_DATA_FIELDS, "name", "severity", "detail"}),
     AGENT_PRESENCE: frozenset({"agent_id", "online", "session", *BIRTH_FIELDS}),
     DEAD_LETTER: frozenset({"reason", "topic", "detail", "size", "payload"}),
 }
+
+#: A measurement time this far ahead of reception comes from a wrong clock.
+MAX_CLOCK_AHEAD_NS: Final = 5 * 60 * 1_000_000_000
 
 #: How much of a rejected payload is kept for inspection.
 DEAD_LETTER_EXCERPT_BYTES: Final = 2048
@@ -85,60 +98,85 @@ def ns(at: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 
+EARLIEST_VALID_NS: Final = ns(EARLIEST_VALID_TIME)
+
+
 def _pairs(mapping: dict[str, str]) -> str:
     return ";".join(f"{key}={value}" for key, value in sorted(mapping.items()))
 
 
-def reading_points(message: Reading) -> list[Point]:
-    fields: dict[str, FieldValue] = {
-        name: float(value) for name, value in message.values.items() if value is not None
-    }
-    fields["seq"] = message.seq
+def _timing(
+    message: DataMessage, received_ns: int, historical: bool
+) -> tuple[int, dict[str, FieldValue]]:
+    """The point time and the fields every data point carries.
+
+    A time before the protocol existed, or minutes ahead of reception, comes from an
+    unset or wrong clock: the point gets the receive time instead, flagged, with the
+    reported time kept (never a point in 1970).
+    """
+    at = ns(message.measured_at)
+    fields: dict[str, FieldValue] = {"seq": message.seq, "historical": historical}
+    if at < EARLIEST_VALID_NS or at > received_ns + MAX_CLOCK_AHEAD_NS:
+        fields["clock_suspect"] = True
+        fields["reported_time_ns"] = at
+        at = received_ns
+    return at, fields
+
+
+def reading_points(message: Reading, received_ns: int, historical: bool = False) -> list[Point]:
+    at, fields = _timing(message, received_ns, historical)
+    fields |= {name: float(value) for name, value in message.values.items() if value is not None}
     if message.units:
         fields["units"] = _pairs(message.units)
     if message.invalid:
         fields["invalid"] = _pairs(message.invalid)
     tags = {"agent_id": message.agent_id, "device": message.device}
-    return [Point(message.kind.value, fields, ns(message.measured_at), tags)]
+    return [Point(message.kind.value, fields, at, tags)]
 
 
-def health_points(message: HealthReport) -> list[Point]:
-    at = ns(message.measured_at)
+def health_points(message: HealthReport, received_ns: int, historical: bool = False) -> list[Point]:
+    at, fields = _timing(message, received_ns, historical)
     ok = sum(device.status is DeviceStatusCode.OK for device in message.devices)
-    points = [
-        Point(
-            AGENT_HEALTH,
-            {
-                "seq": message.seq,
-                "agent_version": message.agent_version,
-                "uptime_s": message.uptime_s,
-                "cpu_percent": message.cpu_percent,
-                "memory_percent": message.memory_percent,
-                "disk_percent": message.disk_percent,
-                "devices_ok": ok,
-                "devices_total": len(message.devices),
-            },
-            at,
-            {"agent_id": message.agent_id},
-        )
-    ]
+    fields |= {
+        "agent_version": message.agent_version,
+        "uptime_s": message.uptime_s,
+        "cpu_percent": message.cpu_percent,
+        "memory_percent": message.memory_percent,
+        "disk_percent": message.disk_percent,
+        "devices_ok": ok,
+        "devices_total": len(message.devices),
+        "backlog_messages": message.backlog_messages,
+        "backlog_oldest_s": message.backlog_oldest_s,
+        "resent_messages": message.resent_messages,
+        "dropped_messages": message.dropped_messages,
+    }
+    points = [Point(AGENT_HEALTH, fields, at, {"agent_id": message.agent_id})]
     for device in message.devices:
-        fields: dict[str, FieldValue] = {
+        device_fields: dict[str, FieldValue] = {
             "status": device.status.value,
             "ok": int(device.status is DeviceStatusCode.OK),
         }
         if device.last_reading_at is not None:
             age = (message.measured_at - device.last_reading_at).total_seconds()
-            fields["last_reading_age_s"] = max(age, 0.0)
+            device_fields["last_reading_age_s"] = max(age, 0.0)
         tags = {"agent_id": message.agent_id, "device": device.device, "kind": device.kind.value}
-        points.append(Point(DEVICE_STATUS, fields, at, tags))
+        points.append(Point(DEVICE_STATUS, device_fields, at, tags))
     return points
 
 
-def event_points(message: Event) -> list[Point]:
-    fields: dict[str, FieldValue] = {"seq": message.seq, "detail": message.detail}
+def event_points(message: Event, received_ns: int, historical: bool = False) -> list[Point]:
+    at, fields = _timing(message, received_ns, historical)
+    fields["detail"] = message.detail
     tags = {"agent_id": message.agent_id, "name": message.name, "severity": message.severity.value}
-    return [Point(AGENT_EVENT, fields, ns(message.measured_at), tags)]
+    return [Point(AGENT_EVENT, fields, at, tags)]
+
+
+def data_points(message: DataMessage, received_ns: int, historical: bool = False) -> list[Point]:
+    if isinstance(message, Reading):
+        return reading_points(message, received_ns, historical)
+    if isinstance(message, HealthReport):
+        return health_points(message, received_ns, historical)
+    return event_points(message, received_ns, historical)
 
 
 def presence_points(message: AgentState, received_ns: int) -> list[Point]:
@@ -159,16 +197,26 @@ def presence_points(message: AgentState, received_ns: int) -> list[Point]:
 def message_points(message: Message, received_ns: int) -> list[Point]:
     """The points that store one valid message.
 
-    ``received_ns`` must be unique per message (see ``fleet.ingest``): points timed
-    by reception would otherwise overwrite each other.
+    ``received_ns`` must be unique per message, and a batch needs one per message it
+    holds (see ``fleet.ingest.UniqueClock``): points timed by reception would otherwise
+    overwrite each other.
     """
-    if isinstance(message, Reading):
-        return reading_points(message)
-    if isinstance(message, HealthReport):
-        return health_points(message)
-    if isinstance(message, Event):
-        return event_points(message)
-    return presence_points(message, received_ns)
+    if isinstance(message, AgentState):
+        return presence_points(message, received_ns)
+    if isinstance(message, Batch):
+        return [
+            point
+            for index, item in enumerate(message.messages)
+            for point in data_points(item, received_ns + index, message.historical)
+        ]
+    if isinstance(message, StoredAck):
+        return []  # the fleet's own output; it does not subscribe to it
+    return data_points(message, received_ns)
+
+
+def receive_slots(message: Message) -> int:
+    """How many distinct receive times ``message_points`` may use."""
+    return len(message.messages) if isinstance(message, Batch) else 1
 
 
 def dead_letter_point(

@@ -142,6 +142,8 @@ def agent_config(tmp_path: Path, mosquitto: Mosquitto, mqtt_prefix: str) -> Agen
             },
             "state_dir": str(tmp_path / "state" / agent_id),
             "health_interval_s": 0.5,
+            # Resend unconfirmed messages after 2 s, not 30: tests converge quickly.
+            "delivery": {"confirm_timeout_s": 2},
             "devices": [
                 {"id": "bp1", "kind": "blood_pressure", "interval_s": 0.2},
                 {"id": "ox1", "kind": "pulse_oximetry", "interval_s": 0.3},

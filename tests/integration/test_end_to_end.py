@@ -7,14 +7,17 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from edge_agent.contract import READING_FIELDS, ReadingKind
+from fleet.devstack import InfluxDB, Mosquitto
 from fleet.influx import InfluxClient
 from fleet.points import ns
 
@@ -185,3 +188,61 @@ def test_readings_command_returns_what_was_stored(
     times = [row["time"] for row in rows]
     assert times == sorted(times, reverse=True)
     assert all("systolic" in row or "systolic=" in row.get("invalid", "") for row in rows)
+
+
+def test_an_agent_rides_out_a_broker_crash_without_losing_anything(
+    processes: Processes,
+    agent_config: AgentFactory,
+    influx: InfluxClient,
+    tmp_path: Path,
+    mqtt_prefix: str,
+    influxdb: InfluxDB,
+) -> None:
+    broker = Mosquitto(workdir=tmp_path / "broker")
+    broker.start()
+    try:
+        config = tmp_path / "fleet-own-broker.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "schema_version": 1,
+                    "mqtt": {
+                        "port": broker.port,
+                        "topic_prefix": mqtt_prefix,
+                        "client_id": f"fleet-{mqtt_prefix}",
+                    },
+                    "influxdb": {"url": influxdb.url, "database": influx.database},
+                    "ingest": {"batch_max_delay_s": 0.05},
+                }
+            )
+        )
+        processes.start_fleet(config)
+        agent_yaml = agent_config("booth-c")
+        settings = yaml.safe_load(agent_yaml.read_text())
+        settings["broker"]["port"] = broker.port
+        agent_yaml.write_text(yaml.safe_dump(settings))
+        agent = processes.start("agent", "-m", "edge_agent", "run", "--config", str(agent_yaml))
+        wait_until(lambda: len(stored_seqs(influx, "booth-c")) >= 10, 60, "first readings")
+        time.sleep(1.5)  # the broker's autosave (1 s) has the fleet's session on disk
+        broker.kill()
+        time.sleep(3)  # readings pile up in the agent's outbox meanwhile
+        broker.start()
+        wait_until(
+            lambda: processes.log("agent").count("connected, session") >= 2,
+            60,
+            "the agent reconnected",
+        )
+        before = max(stored_seqs(influx, "booth-c"))
+        wait_until(
+            lambda: max(stored_seqs(influx, "booth-c")) > before + 10,
+            60,
+            "readings after the restart",
+        )
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(20) == 0
+        last = last_seq_assigned(tmp_path / "state" / "booth-c")
+        counts = stored_seqs(influx, "booth-c")
+        assert sorted(counts) == list(range(1, last + 1))
+        assert set(counts.values()) == {1}
+    finally:
+        broker.stop()

@@ -101,7 +101,7 @@ def test_bad_messages_are_dead_lettered_and_good_ones_behind_them_are_stored(
         "unknown_schema_version": (topic, json.dumps({**body, "schema_version": 2}).encode()),
         "invalid_payload": (topic, json.dumps({**body, "seq": "x"}).encode()),
         "agent_mismatch": (f"{mqtt_prefix}/v1/booth-2/reading/blood_pressure", good),
-        "bad_topic": (f"{mqtt_prefix}/v1/booth-1/nonsense", good),
+        "bad_topic": (f"{mqtt_prefix}/v1/booth-1/reading/nonsense", good),
     }
     # Many bad messages first: a consumer that leaked a slot per bad message would
     # stop before it reached the good one.

@@ -10,6 +10,7 @@ import pytest
 from edge_agent.contract import (
     MAX_PAYLOAD_BYTES,
     AgentState,
+    Batch,
     Channel,
     ContractError,
     Event,
@@ -18,9 +19,11 @@ from edge_agent.contract import (
     ReadingKind,
     RejectReason,
     Severity,
+    StoredAck,
     Topics,
     decode,
     encode,
+    seq_ranges,
 )
 
 T = Topics("vigie")
@@ -45,7 +48,15 @@ def test_topics_put_the_agent_id_at_a_fixed_level() -> None:
     assert T.reading("booth-01", ReadingKind.BODY_WEIGHT) == "vigie/v1/booth-01/reading/body_weight"
     assert T.state("booth-01") == "vigie/v1/booth-01/state"
     assert T.health("bus-1") == "vigie/v1/bus-1/health"
-    assert T.all_agents() == "vigie/v1/+/#"
+    assert T.batch("bus-1") == "vigie/v1/bus-1/batch"
+    assert T.ack("bus-1") == "vigie/v1/bus-1/ack"
+    assert T.from_agents() == [
+        "vigie/v1/+/state",
+        "vigie/v1/+/reading/+",
+        "vigie/v1/+/health",
+        "vigie/v1/+/event",
+        "vigie/v1/+/batch",
+    ]
     assert T.acl_pattern() == "vigie/v1/%c/#"
 
 
@@ -206,3 +217,30 @@ def test_malformed_opening_hours_are_refused(bad: str) -> None:
 def test_unknown_time_zone_is_refused() -> None:
     with pytest.raises(ValueError, match="time zone"):
         OpeningHours(timezone="Mars/Olympus")
+
+
+def test_a_batch_carries_messages_of_every_kind_from_one_agent() -> None:
+    event = Event(
+        agent_id="booth-01", seq=8, measured_at=AT, name="agent_started", severity=Severity.INFO
+    )
+    batch = Batch(agent_id="booth-01", historical=True, messages=[reading(), event])
+    parsed, decoded = decode(T, T.batch("booth-01"), encode(batch))
+    assert parsed.channel is Channel.BATCH
+    assert decoded == batch
+    with pytest.raises(ValueError, match="batch's agent"):
+        Batch(agent_id="booth-02", messages=[reading()])
+    with pytest.raises(ValueError, match="at least 1"):
+        Batch(agent_id="booth-01", messages=[])
+    body = json.loads(encode(batch))
+    body["messages"][0]["type"] = "weather"
+    assert _reject(T.batch("booth-01"), json.dumps(body).encode()) is RejectReason.INVALID_PAYLOAD
+
+
+def test_seq_ranges_merge_and_stored_acks_expand_them() -> None:
+    assert seq_ranges([7, 1, 2, 3, 3, 9, 8]) == [(1, 3), (7, 9)]
+    assert seq_ranges([]) == []
+    ack = StoredAck(agent_id="booth-01", ranges=seq_ranges([5, 1, 2]))
+    assert ack.seqs() == [1, 2, 5]
+    assert decode(T, T.ack("booth-01"), encode(ack))[1] == ack
+    with pytest.raises(ValueError, match="first <= last"):
+        StoredAck(agent_id="booth-01", ranges=[(5, 4)])

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.points import SCHEMA, dead_letter_point, message_points
+from fleet.points import SCHEMA, dead_letter_point, message_points, ns
 from tests.grafana_queries import dashboard_queries, referenced_names
-from tests.samples import every_kind_of_message
+from tests.samples import AT, every_kind_of_message
 
 
 def test_every_point_the_fleet_writes_stays_inside_its_schema() -> None:
-    points = [point for message in every_kind_of_message() for point in message_points(message, 1)]
+    points = [
+        point
+        for message in every_kind_of_message()
+        for point in message_points(message, ns(AT) + 1)
+    ]
     points.append(dead_letter_point("not_json", "x", "t", b"p", 1))
     assert {point.measurement for point in points} == set(SCHEMA)
     for point in points:

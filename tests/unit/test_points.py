@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from edge_agent.contract import (
     AgentKind,
     AgentState,
+    Batch,
     Birth,
     DeviceInfo,
     DeviceStatus,
@@ -26,6 +27,7 @@ from fleet.points import message_points, ns
 
 AT = datetime(2026, 11, 24, 9, 30, 0, 123456, tzinfo=UTC)
 AT_NS = calendar.timegm((2026, 11, 24, 9, 30, 0)) * 10**9 + 123_456_000
+RECEIVED = AT_NS + 10**9  # one second after the measurement
 
 
 def test_ns_is_exact() -> None:
@@ -44,11 +46,12 @@ def test_reading_point_uses_the_measurement_time_and_stable_tags() -> None:
         units={"pulse_rate": "/min"},
         invalid={"spo2": "no_finger"},
     )
-    (point,) = message_points(message, received_ns=1)
+    (point,) = message_points(message, received_ns=RECEIVED)
     assert point.measurement == "pulse_oximetry"
     assert point.time_ns == AT_NS
     assert dict(point.tags) == {"agent_id": "booth-01", "device": "ox1"}
     assert dict(point.fields) == {
+        "historical": False,
         "pulse_rate": 71.0,
         "seq": 42,
         "units": "pulse_rate=/min",
@@ -78,7 +81,7 @@ def test_health_gives_one_agent_point_and_one_per_device() -> None:
             ),
         ],
     )
-    agent, gps, bp = message_points(message, received_ns=1)
+    agent, gps, bp = message_points(message, received_ns=RECEIVED)
     assert agent.measurement == "agent_health"
     assert agent.fields["devices_ok"] == 1
     assert agent.fields["devices_total"] == 2
@@ -115,10 +118,13 @@ def test_presence_carries_the_birth_and_is_timed_by_reception() -> None:
 
 
 def test_a_bad_message_becomes_a_dead_letter() -> None:
-    points, error = points_for(Topics("vigie"), "vigie/v1/booth-01/health", b"\x00garbage", 5)
-    assert error is not None
-    assert error.reason is RejectReason.NOT_JSON
-    (letter,) = points
+    decoded = points_for(
+        Topics("vigie"), "vigie/v1/booth-01/health", b"\x00garbage", UniqueClock(lambda: 5)
+    )
+    assert decoded.error is not None
+    assert decoded.error.reason is RejectReason.NOT_JSON
+    assert decoded.agent_id is None  # nothing to confirm to anyone
+    (letter,) = decoded.points
     assert letter.measurement == "dead_letter"
     assert dict(letter.tags) == {"reason": "not_json"}
     assert letter.fields["topic"] == "vigie/v1/booth-01/health"
@@ -126,25 +132,52 @@ def test_a_bad_message_becomes_a_dead_letter() -> None:
     assert letter.time_ns == 5
 
 
-def test_a_good_message_gives_no_error() -> None:
-    message = Reading(
+def weight(seq: int, at: datetime = AT) -> Reading:
+    return Reading(
         agent_id="b",
-        seq=1,
-        measured_at=AT,
+        seq=seq,
+        measured_at=at,
         kind=ReadingKind.BODY_WEIGHT,
         device="s",
-        values={"weight": 70.2},
+        values={"weight": 70.0 + seq},
     )
-    points, error = points_for(
-        Topics("vigie"), "vigie/v1/b/reading/body_weight", encode(message), 5
-    )
-    assert error is None
-    assert [point.measurement for point in points] == ["body_weight"]
 
 
-def test_unique_clock_never_repeats() -> None:
+def test_a_good_message_names_its_agent_and_sequence_number_for_confirmation() -> None:
+    decoded = points_for(
+        Topics("vigie"), "vigie/v1/b/reading/body_weight", encode(weight(1)), UniqueClock(lambda: 5)
+    )
+    assert decoded.error is None
+    assert (decoded.agent_id, decoded.seqs) == ("b", (1,))
+    assert [point.measurement for point in decoded.points] == ["body_weight"]
+
+
+def test_a_batch_becomes_the_points_of_its_messages_marked_historical() -> None:
+    batch = Batch(agent_id="b", historical=True, messages=[weight(1), weight(2), weight(3)])
+    decoded = points_for(
+        Topics("vigie"), "vigie/v1/b/batch", encode(batch), UniqueClock(lambda: RECEIVED)
+    )
+    assert decoded.seqs == (1, 2, 3)
+    assert [point.fields["weight"] for point in decoded.points] == [71.0, 72.0, 73.0]
+    assert all(point.fields["historical"] is True for point in decoded.points)
+    assert [point.time_ns for point in decoded.points] == [AT_NS] * 3
+
+
+def test_a_wrong_clock_gets_the_receive_time_flagged_never_1970() -> None:
+    received = AT_NS + 10**9
+    for wrong in (datetime(1970, 1, 1, tzinfo=UTC), AT + timedelta(hours=1)):
+        (point,) = message_points(weight(1, wrong), received_ns=received)
+        assert point.time_ns == received
+        assert point.fields["clock_suspect"] is True
+        assert point.fields["reported_time_ns"] == ns(wrong)
+    (fine,) = message_points(weight(1, AT + timedelta(minutes=4)), received_ns=received)
+    assert fine.time_ns == ns(AT + timedelta(minutes=4))
+    assert "clock_suspect" not in fine.fields
+
+
+def test_unique_clock_never_repeats_and_reserves_runs() -> None:
     clock = UniqueClock(now_ns=lambda: 1000)
-    assert [clock(), clock(), clock()] == [1000, 1001, 1002]
+    assert [clock(), clock(), clock(3), clock()] == [1000, 1001, 1002, 1005]
 
 
 def test_readings_are_shown_with_units_and_invalid_values_as_a_dash() -> None:
