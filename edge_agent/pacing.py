@@ -26,13 +26,16 @@ class TokenBucket:
     def wait_for(self, count: int, now: float) -> float:
         """Seconds to wait before ``count`` messages may go (0: go now, tokens taken).
 
-        ``count`` larger than the burst is served as a whole burst, after it refilled.
+        A ``count`` larger than the burst goes once a full burst is available, and the
+        rest is owed: the bucket goes negative, so the long-run rate still holds.
         """
         if self._at is not None:
             self._tokens = min(self.burst, self._tokens + (now - self._at) * self.rate)
         self._at = now
         needed = min(count, self.burst)
-        if self._tokens >= needed:
-            self._tokens -= needed
+        # A tolerance: refills computed in floating point may leave a hair missing, and
+        # a wait too small to move the clock would then never end.
+        if self._tokens >= needed - 1e-6:
+            self._tokens -= count
             return 0.0
         return (needed - self._tokens) / self.rate

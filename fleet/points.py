@@ -54,7 +54,14 @@ READING_MEASUREMENTS: Final = frozenset(kind.value for kind in ReadingKind)
 BIRTH_FIELDS: Final = ("site_id", "site_name", "kind", "agent_version", "devices", "opening_hours")
 
 #: What every point of a data message carries.
-_DATA_FIELDS: Final = ("agent_id", "seq", "historical", "clock_suspect", "reported_time_ns")
+_DATA_FIELDS: Final = (
+    "agent_id",
+    "seq",
+    "historical",
+    "delay_s",
+    "clock_suspect",
+    "reported_time_ns",
+)
 
 #: Every measurement the fleet writes and the fields (and tags) it may carry: the
 #: contract the Grafana dashboards are checked against (tests/unit/test_grafana.py).
@@ -119,7 +126,9 @@ def _timing(
     if at < EARLIEST_VALID_NS or at > received_ns + MAX_CLOCK_AHEAD_NS:
         fields["clock_suspect"] = True
         fields["reported_time_ns"] = at
-        at = received_ns
+        return received_ns, fields
+    # From measurement to reception: seconds for live data, hours for a bus's backlog.
+    fields["delay_s"] = round(max(0, received_ns - at) / 1e9, 3)
     return at, fields
 
 

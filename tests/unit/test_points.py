@@ -52,6 +52,7 @@ def test_reading_point_uses_the_measurement_time_and_stable_tags() -> None:
     assert dict(point.tags) == {"agent_id": "booth-01", "device": "ox1"}
     assert dict(point.fields) == {
         "historical": False,
+        "delay_s": 1.0,
         "pulse_rate": 71.0,
         "seq": 42,
         "units": "pulse_rate=/min",
