@@ -355,14 +355,16 @@ class Agent:
                 deadline = deadline or time.monotonic() + SHUTDOWN_FLUSH_S
                 if time.monotonic() > deadline:
                     return
+            # Cleared before looking, so that anything queued or confirmed from here on
+            # wakes the wait below at once.
+            self._queued.clear()
+            self._progress.clear()
             room = delivery.max_unconfirmed - len(self._unconfirmed)
             due = self.outbox.due(min(room, window)) if room > 0 else []
             if not due:
                 if stop.is_set() and not self._unconfirmed and not len(self.outbox):
                     return
                 wake_in = self.outbox.next_due_in()
-                self._queued.clear()
-                self._progress.clear()
                 await _first_of(
                     self._queued,
                     self._progress,

@@ -23,7 +23,7 @@ from fleet.errors import FleetError, InfluxUnavailable
 from fleet.influx import InfluxClient
 from fleet.ingest import IngestService
 from fleet.presence import AgentStatus
-from fleet.queries import AgentView, agent_detail, list_agents, readings
+from fleet.queries import AgentView, Delivery, agent_detail, list_agents, readings
 
 app = typer.Typer(
     help="Vigie fleet: service and technician tools.", no_args_is_help=True, add_completion=False
@@ -184,15 +184,16 @@ def agents(config: ConfigOption = None, as_json: JsonOption = False) -> None:
 @app.command()
 def agent(
     agent_id: Annotated[str, typer.Argument(help="The agent's id.")],
+    window: Annotated[str, typer.Option(help="Sequence accounting over: 1h, 24h, 7d...")] = "24h",
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """One agent's details, latest health and instruments."""
+    """One agent's details, latest health, instruments and delivery accounting."""
     settings = _config(config)
     now = utc_now()
     with _influx(settings) as client:
         try:
-            detail = agent_detail(client, agent_id, now)
+            detail = agent_detail(client, agent_id, now, window)
         except FleetError as exc:
             raise _fail(exc) from None
     if as_json:
@@ -220,6 +221,9 @@ def agent(
             f"disk {health['disk_percent']:.0f} %, devices ok "
             f"{health['devices_ok']}/{health['devices_total']}"
         )
+    console.print(describe_delivery(detail.delivery))
+    if detail.health:
+        console.print(describe_backlog(detail.health))
     table = Table("device", "kind", "status", "last reading age", header_style="bold")
     for device in detail.devices:
         age = device.get("last_reading_age_s")
@@ -265,6 +269,28 @@ def readings_command(
             escape(format_values(row)),
         )
     console.print(table)
+
+
+def describe_delivery(delivery: Delivery) -> str:
+    """``delivery (last 24h): 120 messages stored, seq 1-125, missing 5 (50-54), ...``"""
+    text = (
+        f"delivery (last {delivery.window}): {delivery.stored} messages stored, "
+        f"seq {delivery.first_seq}-{delivery.last_seq}, missing {delivery.missing}"
+    )
+    if delivery.gaps:
+        shown = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in delivery.gaps)
+        listed = sum(b - a + 1 for a, b in delivery.gaps)
+        text += f" ({shown}{', ...' if delivery.missing > listed else ''})"
+    return text + f", duplicates absorbed {delivery.duplicates}"
+
+
+def describe_backlog(health: dict[str, Any]) -> str:
+    return (
+        f"agent backlog: {health.get('backlog_messages') or 0} messages, oldest "
+        f"{health.get('backlog_oldest_s') or 0:.0f} s; resent "
+        f"{health.get('resent_messages') or 0}, dropped over budget "
+        f"{health.get('dropped_messages') or 0}"
+    )
 
 
 def _pairs(text: str | None) -> dict[str, str]:

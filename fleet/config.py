@@ -42,6 +42,10 @@ class IngestSettings(_Section):
     #: batch_max_delay_s, whichever comes first.
     batch_max_points: int = Field(default=5000, ge=1, le=100_000)
     batch_max_delay_s: float = Field(default=0.2, gt=0, le=10)
+    #: Where batches wait while InfluxDB is unreachable (None: hold the MQTT
+    #: acknowledgements instead and let the broker keep the messages).
+    spill_dir: Path | None = None
+    spill_max_bytes: int = Field(default=1024**3, ge=1024 * 1024)
 
 
 class FleetConfig(_Section):

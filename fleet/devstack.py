@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 import httpx
 
@@ -30,8 +31,8 @@ DELIVERY_SETTINGS = (
 )
 
 
-class DevstackError(FleetError):
-    """A local service could not be started."""
+class DevstackError(FleetError, RuntimeError):
+    """A local service could not be started (missing binary, port taken, no answer)."""
 
 
 def free_port() -> int:
@@ -77,6 +78,7 @@ class _Service:
 
     @property
     def log_path(self) -> Path:
+        """Where the child's stdout and stderr go (appended across restarts)."""
         return self.workdir / f"{self.name}.out"
 
     def _command(self) -> list[str]:
@@ -117,6 +119,7 @@ class _Service:
 
     @property
     def running(self) -> bool:
+        """Whether the child process this object started is still alive."""
         return self._process is not None and self._process.poll() is None
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -142,10 +145,11 @@ class _Service:
         self._process = None
 
     def restart(self) -> None:
+        """Stop gracefully (so Mosquitto saves its store), then start on the same port."""
         self.stop()
         self.start()
 
-    def __enter__(self) -> _Service:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -173,9 +177,11 @@ class Mosquitto(_Service):
 
     @property
     def url(self) -> str:
+        """The broker's address, e.g. ``mqtt://127.0.0.1:1883``."""
         return f"mqtt://{self.host}:{self.port}"
 
     def config_text(self) -> str:
+        """The ``mosquitto.conf`` this instance runs with (creates its data folder)."""
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
         lines = [
@@ -189,6 +195,7 @@ class Mosquitto(_Service):
             "log_type error",
             "log_type warning",
             "log_type notice",
+            # No 'information': it logs every autosave, once a second with autosave_interval 1.
             "connection_messages false",
         ]
         if os.geteuid() == 0:
@@ -216,9 +223,15 @@ class InfluxDB(_Service):
 
     @property
     def url(self) -> str:
+        """The HTTP API's base address, e.g. ``http://127.0.0.1:8086``."""
         return f"http://{self.host}:{self.port}"
 
     def config_text(self) -> str:
+        """The ``influxdb.conf`` (1.6 format) this instance runs with.
+
+        influxd 1.6 silently ignores keys it does not know, so check a change here with
+        ``influxd config -config <file>``, which prints the settings it actually uses.
+        """
         root = self.workdir
         return f"""\
 reporting-disabled = true
@@ -255,6 +268,8 @@ bind-address = "{self.host}:{self.rpc_port}"
 
 [subscriber]
   enabled = false
+
+# graphite, collectd, opentsdb, udp and ifql are disabled by default in 1.6.
 """
 
     def _command(self) -> list[str]:
@@ -270,9 +285,19 @@ bind-address = "{self.host}:{self.rpc_port}"
             return False
 
     def create_database(self, name: str) -> None:
+        """Create database ``name`` (a no-op if it exists).
+
+        Raises:
+            httpx.HTTPStatusError: InfluxDB refused the statement.
+        """
         response = httpx.post(f"{self.url}/query", data={"q": f'CREATE DATABASE "{name}"'})
         response.raise_for_status()
 
     def drop_database(self, name: str) -> None:
+        """Drop database ``name`` and all its data (a no-op if it does not exist).
+
+        Raises:
+            httpx.HTTPStatusError: InfluxDB refused the statement.
+        """
         response = httpx.post(f"{self.url}/query", data={"q": f'DROP DATABASE "{name}"'})
         response.raise_for_status()

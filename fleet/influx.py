@@ -22,6 +22,8 @@ class PointWriter(Protocol):
 
     def write(self, points: Sequence[Point]) -> None: ...
 
+    def write_body(self, body: bytes) -> None: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Series:
@@ -76,13 +78,13 @@ class InfluxClient:
         self._request("POST", "/query", data={"q": f'CREATE DATABASE "{self.database}"'})
 
     def write(self, points: Sequence[Point]) -> None:
-        if not points:
-            return
+        if points:
+            self.write_body(encode_batch(points))
+
+    def write_body(self, body: bytes) -> None:
+        """Write line protocol as it is (a spilled batch)."""
         self._request(
-            "POST",
-            "/write",
-            params={"db": self.database, "precision": "ns"},
-            content=encode_batch(points),
+            "POST", "/write", params={"db": self.database, "precision": "ns"}, content=body
         )
 
     def query(self, influxql: str) -> list[Series]:

@@ -17,6 +17,7 @@ stream of garbage can never wedge the consumer.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import random
@@ -48,13 +49,21 @@ from edge_agent.contract import (
 from fleet.config import FleetConfig
 from fleet.errors import InfluxRejected, InfluxUnavailable
 from fleet.influx import PointWriter
-from fleet.lineprotocol import LineProtocolError, Point, encode_point
-from fleet.points import dead_letter_point, message_points, receive_slots
+from fleet.lineprotocol import LineProtocolError, Point, encode_batch, encode_point
+from fleet.points import dead_letter_point, delivery_point, message_points, receive_slots
+from fleet.spill import Spill
 
 log = logging.getLogger(__name__)
 
 #: A rejected point, named for what refused it.
 STORAGE_REFUSED = "storage_refused"
+
+
+def _line_of(point: Point) -> str:
+    try:
+        return encode_point(point)
+    except LineProtocolError as exc:
+        return f"(not encodable: {exc})"
 
 
 class UniqueClock:
@@ -96,6 +105,8 @@ class IngestStats:
     #: Data messages this instance stored more than once (redeliveries it absorbed).
     duplicates: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    #: Points written to the spill while InfluxDB was away (drained since or not).
+    spilled_points: int = 0
 
 
 class RecentSeqs:
@@ -195,6 +206,16 @@ class IngestService:
         self._client = self._make_client()
         self._writer_thread = threading.Thread(
             target=self._write_loop, name="influx-writer", daemon=True
+        )
+        settings = config.ingest
+        self._spill = (
+            Spill(settings.spill_dir / "spill.sqlite3", settings.spill_max_bytes)
+            if settings.spill_dir is not None
+            else None
+        )
+        self._spill_waiting = threading.Event()
+        self._spill_thread = threading.Thread(
+            target=self._drain_spill, name="spill-drainer", daemon=True
         )
 
     # --- MQTT side (paho's network thread) -------------------------------------------
@@ -319,22 +340,40 @@ class IngestService:
         for item in batch:
             if item.agent_id is not None:
                 stored.setdefault(item.agent_id, []).extend(item.seqs)
+        redelivered: list[Point] = []
         for agent_id, seqs in stored.items():
-            self.stats.duplicates += self._seen.count_repeats(agent_id, seqs)
+            repeats = self._seen.count_repeats(agent_id, seqs)
+            if repeats:
+                self.stats.duplicates += repeats
+                redelivered.append(delivery_point(agent_id, repeats, self._clock()))
             ranges = seq_ranges(seqs)
             for start in range(0, len(ranges), MAX_ACK_RANGES):
                 ack = StoredAck(agent_id=agent_id, ranges=ranges[start : start + MAX_ACK_RANGES])
                 # Fire and forget: a lost confirmation only makes the agent send again,
                 # and the second copy overwrites the first.
                 self._client.publish(self.topics.ack(agent_id), encode(ack), qos=QOS_DATA)
+        if redelivered:
+            # Accounting, best effort: the data itself is already safe.
+            with contextlib.suppress(InfluxUnavailable, InfluxRejected):
+                self._writer.write(redelivered)
 
     def _store(self, points: Sequence[Point]) -> bool:
-        """Write until InfluxDB has the points (True); only shutdown gives up (False)."""
+        """Write until InfluxDB (or the spill) has the points (True); only shutdown gives
+        up (False)."""
         attempt = 0
         while True:
+            # While the spill drains, InfluxDB was away a moment ago: add to the spill
+            # rather than probe it with every batch.
+            if self._spill is not None and len(self._spill) and self._spill_put(points):
+                return True
             try:
                 self._write_isolating_rejects(points)
             except InfluxUnavailable as exc:
+                if self._spill is not None and self._spill_put(points):
+                    log.warning(
+                        "%s; spilling to %s until it is back", exc, self.config.ingest.spill_dir
+                    )
+                    return True
                 if self._stopping.is_set():
                     log.warning(
                         "stopping with %d points unwritten; the broker keeps them", len(points)
@@ -351,12 +390,22 @@ class IngestService:
             self.stats.stored_points += len(points)
             return True
 
+    def _spill_put(self, points: Sequence[Point]) -> bool:
+        assert self._spill is not None  # noqa: S101
+        body = encode_batch(points)
+        if not self._spill.put(body):
+            self._rejections.warning("spill_full", "the spill is full; holding acknowledgements")
+            return False
+        self.stats.spilled_points += len(points)
+        self._spill_waiting.set()
+        return True
+
     def _write_isolating_rejects(self, points: Sequence[Point]) -> None:
         try:
             self._writer.write(points)
-        except InfluxRejected as exc:
+        except (InfluxRejected, LineProtocolError) as exc:
             if len(points) == 1:
-                self._set_aside(points[0], str(exc))
+                self._set_aside(_line_of(points[0]), points[0].measurement, str(exc))
                 return
         else:
             return
@@ -366,26 +415,54 @@ class IngestService:
         self._write_isolating_rejects(points[:middle])
         self._write_isolating_rejects(points[middle:])
 
-    def _set_aside(self, point: Point, why: str) -> None:
+    def _set_aside(self, line: str, measurement: str, why: str) -> None:
         self.stats.rejected[STORAGE_REFUSED] += 1
         self._rejections.warning(STORAGE_REFUSED, f"InfluxDB refused a point: {why}")
-        try:
-            line = encode_point(point)
-        except LineProtocolError as exc:
-            line = f"(unencodable: {exc})"
-        letter = dead_letter_point(
-            STORAGE_REFUSED, why, point.measurement, line.encode(), self._clock()
-        )
+        letter = dead_letter_point(STORAGE_REFUSED, why, measurement, line.encode(), self._clock())
         try:
             self._writer.write([letter])
         except InfluxRejected:
             log.exception("InfluxDB refused even the dead letter; dropping it")
+
+    def _drain_spill(self) -> None:
+        """Move spilled batches into InfluxDB, oldest first, whenever it answers."""
+        assert self._spill is not None  # noqa: S101
+        attempt = 0
+        while not self._stopping.is_set():
+            try:
+                with self._spill.oldest() as body:
+                    if body is None:
+                        self._spill_waiting.clear()
+                        self._spill_waiting.wait(1.0)
+                        continue
+                    self._write_body_isolating_rejects(body)
+                    self.stats.stored_points += body.count(b"\n")
+            except InfluxUnavailable:
+                self._stopping.wait(backoff_delay(attempt, 0.5, 10.0, self._rng))
+                attempt += 1
+                continue
+            if attempt:
+                log.info("InfluxDB is back; draining the spill (%d batches)", len(self._spill))
+            attempt = 0
+
+    def _write_body_isolating_rejects(self, body: bytes) -> None:
+        try:
+            self._writer.write_body(body)
+        except InfluxRejected as exc:
+            for line in body.splitlines():
+                try:
+                    self._writer.write_body(line + b"\n")
+                except InfluxRejected:
+                    self._set_aside(line.decode(errors="replace"), "(spill)", str(exc))
 
     # --- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
         settings = self.config.mqtt
         self._writer_thread.start()
+        if self._spill is not None:
+            self._spill_waiting.set()  # a spill left by an earlier run drains first
+            self._spill_thread.start()
         self._client.connect_async(settings.host, settings.port, keepalive=settings.keepalive_s)
         self._client.loop_start()
 
@@ -393,5 +470,8 @@ class IngestService:
         """Write and acknowledge what was received, then leave the broker."""
         self._stopping.set()
         self._writer_thread.join(timeout_s)
+        if self._spill is not None:
+            self._spill_thread.join(timeout_s)
+            self._spill.close()
         self._client.disconnect()
         self._client.loop_stop()

@@ -17,6 +17,8 @@ Measurements (the Grafana dashboards may query only these, and only these fields
 - ``agent_presence``: tags ``agent_id``; fields ``online``, ``session`` and, from a
   birth, ``site_id``, ``site_name``, ``kind``, ``agent_version``, ``devices`` (JSON) and
   ``opening_hours`` (JSON). Time: the fleet's receive time (a Last Will has no other);
+- ``agent_delivery``: tags ``agent_id``; field ``duplicates``: redeliveries a fleet
+  instance stored again (harmlessly), written when it happens. Time: receive time;
 - ``dead_letter``: tags ``reason``; fields ``topic``, ``detail``, ``size``, ``payload``
   (the first bytes, decoded leniently). Time: receive time.
 """
@@ -48,6 +50,7 @@ DEVICE_STATUS: Final = "device_status"
 AGENT_EVENT: Final = "agent_event"
 AGENT_PRESENCE: Final = "agent_presence"
 DEAD_LETTER: Final = "dead_letter"
+AGENT_DELIVERY: Final = "agent_delivery"
 READING_MEASUREMENTS: Final = frozenset(kind.value for kind in ReadingKind)
 
 #: The ``agent_presence`` fields that carry a birth's details.
@@ -90,6 +93,7 @@ SCHEMA: Final[dict[str, frozenset[str]]] = {
     AGENT_EVENT: frozenset({*_DATA_FIELDS, "name", "severity", "detail"}),
     AGENT_PRESENCE: frozenset({"agent_id", "online", "session", *BIRTH_FIELDS}),
     DEAD_LETTER: frozenset({"reason", "topic", "detail", "size", "payload"}),
+    AGENT_DELIVERY: frozenset({"agent_id", "duplicates"}),
 }
 
 #: A measurement time this far ahead of reception comes from a wrong clock.
@@ -226,6 +230,11 @@ def message_points(message: Message, received_ns: int) -> list[Point]:
 def receive_slots(message: Message) -> int:
     """How many distinct receive times ``message_points`` may use."""
     return len(message.messages) if isinstance(message, Batch) else 1
+
+
+def delivery_point(agent_id: str, duplicates: int, received_ns: int) -> Point:
+    """Redeliveries of one agent's messages that a fleet instance stored again."""
+    return Point(AGENT_DELIVERY, {"duplicates": duplicates}, received_ns, {"agent_id": agent_id})
 
 
 def dead_letter_point(

@@ -6,8 +6,10 @@ nothing from the command line reaches InfluxQL unchecked.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +17,14 @@ from typing import Any
 from edge_agent.contract import OpeningHours, ReadingKind
 from fleet.errors import QueryError
 from fleet.influx import InfluxClient
-from fleet.points import AGENT_EVENT, AGENT_HEALTH, AGENT_PRESENCE, BIRTH_FIELDS, DEVICE_STATUS
+from fleet.points import (
+    AGENT_DELIVERY,
+    AGENT_EVENT,
+    AGENT_HEALTH,
+    AGENT_PRESENCE,
+    BIRTH_FIELDS,
+    DEVICE_STATUS,
+)
 from fleet.presence import AgentStatus, PresenceRecord, agent_status, current_presence
 
 _IDENT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -143,12 +152,62 @@ def list_agents(
 
 
 @dataclass(frozen=True, slots=True)
+class Delivery:
+    """Sequence-number accounting for one agent over a window."""
+
+    window: str
+    stored: int
+    first_seq: int | None
+    last_seq: int | None
+    missing: int
+    #: The first few gaps, as inclusive ranges.
+    gaps: list[tuple[int, int]]
+    #: Redeliveries the fleet stored again (harmless, counted).
+    duplicates: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "window": self.window,
+            "stored": self.stored,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "missing": self.missing,
+            "gaps": [list(gap) for gap in self.gaps],
+            "duplicates": self.duplicates,
+        }
+
+
+def summarize_delivery(
+    seqs: Iterable[int], duplicates: int, window: str, max_gaps: int = 10
+) -> Delivery:
+    """Gaps between the first and the last sequence number stored. Pure."""
+    ordered = sorted(set(seqs))
+    gaps: list[tuple[int, int]] = []
+    missing = 0
+    for before, after in itertools.pairwise(ordered):
+        if after > before + 1:
+            missing += after - before - 1
+            if len(gaps) < max_gaps:
+                gaps.append((before + 1, after - 1))
+    return Delivery(
+        window,
+        len(ordered),
+        ordered[0] if ordered else None,
+        ordered[-1] if ordered else None,
+        missing,
+        gaps,
+        duplicates,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class AgentDetail:
     """``fleet agent ID``: the agent's row, its latest health and its instruments."""
 
     agent: AgentView
     health: dict[str, Any] | None
     devices: list[dict[str, Any]]
+    delivery: Delivery
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -158,6 +217,7 @@ class AgentDetail:
             else None,
             "health": self.health,
             "device_status": self.devices,
+            "delivery": self.delivery.as_json(),
         }
 
 
@@ -165,7 +225,11 @@ def _with_iso_time(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "time": from_ns(row["time"]).isoformat()}
 
 
-def agent_detail(client: InfluxClient, agent_id: str, now: datetime) -> AgentDetail:
+def agent_detail(
+    client: InfluxClient, agent_id: str, now: datetime, window: str = "24h"
+) -> AgentDetail:
+    if not _DURATION_RE.match(window):
+        raise QueryError(f"--window {window!r} is not a duration such as 1h, 24h, 7d")
     views = list_agents(client, now, agent_id=agent_id)
     if not views:
         raise QueryError(f"no agent {agent_id!r} has ever reported to this fleet")
@@ -180,7 +244,15 @@ def agent_detail(client: InfluxClient, agent_id: str, now: datetime) -> AgentDet
     device_rows = [
         {"device": item.tags["device"], **_with_iso_time(item.rows()[0])} for item in devices
     ]
-    return AgentDetail(views[0], latest, device_rows)
+    since = f"agent_id = '{agent_id}' AND time > now() - {window}"
+    seqs = [
+        row["seq"]
+        for item in client.query(f"SELECT seq FROM {_quoted(_DATA_MEASUREMENTS)} WHERE {since}")
+        for row in item.rows()
+    ]
+    repeats = client.query(f'SELECT sum("duplicates") FROM "{AGENT_DELIVERY}" WHERE {since}')
+    duplicates = int(repeats[0].rows()[0]["sum"]) if repeats else 0
+    return AgentDetail(views[0], latest, device_rows, summarize_delivery(seqs, duplicates, window))
 
 
 def readings(

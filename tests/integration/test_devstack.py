@@ -6,6 +6,7 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
@@ -43,6 +44,19 @@ def publish_retained(broker: Mosquitto, topic: str, payload: bytes) -> None:
     client.loop_stop()
 
 
+def test_retained_state_survives_a_graceful_restart(tmp_path: Path) -> None:
+    # Its own broker: stopping the session one would break the other tests.
+    with Mosquitto(workdir=tmp_path / "a") as broker:
+        port = broker.port
+        publish_retained(broker, "t/state", b"online")
+        broker.stop()  # SIGTERM: mosquitto saves its store on the way out, no autosave wait
+        assert not broker.running
+        broker.start()
+        assert broker.port == port
+        assert retained(broker, "t/state") == b"online"
+        assert (tmp_path / "a" / "data" / "mosquitto.db").is_file()
+
+
 def test_retained_state_survives_a_broker_killed_after_autosave(tmp_path: Path) -> None:
     with Mosquitto(workdir=tmp_path / "a") as broker:
         port = broker.port
@@ -71,3 +85,41 @@ def test_two_brokers_and_two_databases_run_side_by_side(tmp_path: Path) -> None:
 def test_a_port_in_use_is_a_clear_error(tmp_path: Path, mosquitto: Mosquitto) -> None:
     with pytest.raises(DevstackError, match="mosquitto"):
         Mosquitto(workdir=tmp_path / "x", port=mosquitto.port).start()
+
+
+def test_influxdb_stores_a_point_and_returns_it_exactly(influxdb: InfluxDB, influx_db: str) -> None:
+    timestamp_ns = 1_700_000_000_123_456_789
+    write = httpx.post(
+        f"{influxdb.url}/write",
+        params={"db": influx_db, "precision": "ns"},
+        content=f"booth_temp,booth=b1 celsius=21.5,door=3i {timestamp_ns}",
+    )
+    assert write.status_code == 204, write.text
+    read = httpx.get(
+        f"{influxdb.url}/query",
+        params={
+            "db": influx_db,
+            "epoch": "ns",
+            "q": "SELECT celsius, door, booth FROM booth_temp",
+        },
+    )
+    assert read.status_code == 200, read.text
+    series = read.json()["results"][0]["series"]
+    assert series == [
+        {
+            "name": "booth_temp",
+            "columns": ["time", "celsius", "door", "booth"],
+            "values": [[timestamp_ns, 21.5, 3, "b1"]],
+        }
+    ]
+
+
+def test_influx_db_fixture_gives_each_test_an_empty_database(
+    influxdb: InfluxDB, influx_db: str
+) -> None:
+    shown = httpx.get(f"{influxdb.url}/query", params={"q": "SHOW DATABASES"}).json()
+    assert [influx_db] in shown["results"][0]["series"][0]["values"]
+    empty = httpx.get(
+        f"{influxdb.url}/query", params={"db": influx_db, "q": "SHOW MEASUREMENTS"}
+    ).json()
+    assert "series" not in empty["results"][0]

@@ -16,6 +16,7 @@ from edge_agent.contract import (
     AgentState,
     Reading,
     ReadingKind,
+    StoredAck,
     Topics,
     encode,
 )
@@ -304,3 +305,71 @@ def test_nothing_is_acknowledged_while_influxdb_is_down_and_all_arrives_after(
             second.stop()
             database.stop()
     assert sorted(row["seq"] for row in stored[0].rows()) == list(range(1, 21))
+
+
+def test_with_a_spill_the_fleet_confirms_during_an_outage_and_stores_everything_after(
+    mosquitto: Mosquitto,
+    publisher: mqtt.Client,
+    tmp_path: Path,
+    mqtt_prefix: str,
+) -> None:
+    database = InfluxDB(workdir=tmp_path / "influxdb")
+    database.start()
+    config = FleetConfig.model_validate(
+        {
+            "schema_version": 1,
+            "mqtt": {
+                "port": mosquitto.port,
+                "topic_prefix": mqtt_prefix,
+                "client_id": f"fleet-{mqtt_prefix}",
+                "share_group": mqtt_prefix,
+            },
+            "influxdb": {"url": database.url, "database": "vigie", "timeout_s": 2},
+            "ingest": {"batch_max_delay_s": 0.05, "spill_dir": str(tmp_path / "spill")},
+        }
+    )
+    confirmed: list[int] = []
+    listener = mqtt.Client(CallbackAPIVersion.VERSION2)
+    listener.on_message = lambda _c, _u, m: confirmed.extend(
+        StoredAck.model_validate_json(m.payload).seqs()
+    )
+    listener.connect(mosquitto.host, mosquitto.port)
+    listener.subscribe(Topics(mqtt_prefix).ack("booth-1"), qos=1)
+    listener.loop_start()
+    with InfluxClient(database.url, "vigie") as influx:
+        influx.create_database()
+        service = IngestService(config, influx)
+        service.start()
+        assert service.subscribed.wait(10)
+        try:
+            database.stop()
+            topics = Topics(mqtt_prefix)
+            for seq in range(1, 31):
+                publish(
+                    publisher,
+                    topics.topic_for(reading("booth-1", seq)),
+                    encode(reading("booth-1", seq)),
+                )
+            wait_until(
+                lambda: sorted(set(confirmed)) == list(range(1, 31)),
+                30,
+                "confirmations while InfluxDB is down",
+            )
+            assert service.stats.acknowledged == 30
+            assert service.stats.spilled_points == 30
+            database.start()
+            stored = wait_until(
+                lambda: (
+                    (s := influx.query('SELECT seq FROM "blood_pressure"'))
+                    and len(s[0].values) == 30
+                    and s
+                ),
+                60,
+                "the spill drained into InfluxDB",
+            )
+        finally:
+            service.stop()
+            database.stop()
+            listener.disconnect()
+            listener.loop_stop()
+    assert sorted(row["seq"] for row in stored[0].rows()) == list(range(1, 31))

@@ -55,3 +55,21 @@ def test_offline_outside_opening_hours_is_closed() -> None:
     assert agent_status(False, hours, tuesday_night) is AgentStatus.CLOSED
     assert agent_status(True, hours, tuesday_night) is AgentStatus.ONLINE
     assert agent_status(False, None, tuesday_night) is AgentStatus.OFFLINE
+
+
+def test_delivery_accounting_finds_gaps_between_first_and_last() -> None:
+    from fleet.cli import describe_delivery
+    from fleet.queries import summarize_delivery
+
+    delivery = summarize_delivery([5, 1, 2, 3, 9, 10, 12, 3], duplicates=2, window="24h")
+    assert (delivery.stored, delivery.first_seq, delivery.last_seq) == (7, 1, 12)
+    assert delivery.missing == 5
+    assert delivery.gaps == [(4, 4), (6, 8), (11, 11)]
+    assert describe_delivery(delivery) == (
+        "delivery (last 24h): 7 messages stored, seq 1-12, missing 5 (4, 6-8, 11), "
+        "duplicates absorbed 2"
+    )
+    few = summarize_delivery([1, 3, 5, 7], duplicates=0, window="1h", max_gaps=2)
+    assert few.missing == 3
+    assert describe_delivery(few).endswith("missing 3 (2, 4, ...), duplicates absorbed 0")
+    assert summarize_delivery([], 0, "1h").stored == 0
