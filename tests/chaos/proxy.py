@@ -1,4 +1,4 @@
-"""A TCP proxy a test can cut and restore: a bus leaving and regaining coverage."""
+"""A TCP proxy a test can cut, stall and restore: a bus leaving coverage, a dead link."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ class TcpProxy:
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
+        self._stalled = threading.Event()
         self._acceptor: threading.Thread | None = None
 
     def start(self) -> None:
@@ -52,7 +53,8 @@ class TcpProxy:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
-                sink.sendall(data)
+                if not self._stalled.is_set():  # stalled: swallowed, like a dead link
+                    sink.sendall(data)
         except OSError:
             pass
         finally:
@@ -66,6 +68,10 @@ class TcpProxy:
     def cut(self) -> None:
         """No more connectivity: current connections die, new ones are refused."""
         if self._listener is not None:
+            # shutdown() first: on Linux, close() alone does not wake the thread blocked
+            # in accept(), and the socket would go on accepting connections.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         with self._lock:
@@ -75,8 +81,14 @@ class TcpProxy:
                 sock.shutdown(socket.SHUT_RDWR)
 
     def restore(self) -> None:
+        self._stalled.clear()
         if self._listener is None:
             self._listen()
+
+    def stall(self) -> None:
+        """Connections stay open but nothing gets through, in either direction: what a
+        client sees as publishes accepted locally and never acknowledged."""
+        self._stalled.set()
 
     def stop(self) -> None:
         self.cut()

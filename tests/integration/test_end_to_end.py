@@ -160,6 +160,18 @@ def test_an_agent_killed_with_sigkill_goes_offline_through_its_last_will(
     detail = fleet_json(fleet_config, "agent", "booth-k")
     assert detail["health"]["devices_total"] == 2
     assert {row["device"] for row in detail["device_status"]} == {"bp1", "ox1"}
+    # What the killed agent had sent but not seen confirmed, it sends again: no gaps.
+    delivery = wait_until(
+        lambda: (
+            (d := fleet_json(fleet_config, "agent", "booth-k")["delivery"])
+            and d["missing"] == 0
+            and d["stored"] >= 10
+            and d
+        ),
+        30,
+        "no gap in booth-k's numbers",
+    )
+    assert delivery["first_seq"] == 1
 
 
 def test_readings_command_returns_what_was_stored(
@@ -246,3 +258,48 @@ def test_an_agent_rides_out_a_broker_crash_without_losing_anything(
         assert set(counts.values()) == {1}
     finally:
         broker.stop()
+
+
+def test_publishes_that_are_never_acknowledged_make_the_agent_rebuild_its_connection(
+    processes: Processes,
+    fleet_config: Path,
+    agent_config: AgentFactory,
+    influx: InfluxClient,
+    mosquitto: Mosquitto,
+    tmp_path: Path,
+) -> None:
+    from tests.chaos.proxy import TcpProxy
+
+    proxy = TcpProxy(mosquitto.port or 0)
+    proxy.start()
+    try:
+        processes.start_fleet(fleet_config)
+        path = agent_config("booth-w")
+        settings = yaml.safe_load(path.read_text())
+        # keepalive 30 s would notice the dead link only after 45 s: the publish
+        # watchdog (ack_timeout_s) must act first.
+        settings["broker"] |= {"port": proxy.port, "keepalive_s": 30, "ack_timeout_s": 3}
+        path.write_text(yaml.safe_dump(settings))
+        agent = processes.start("agent", "-m", "edge_agent", "run", "--config", str(path))
+        wait_until(lambda: len(stored_seqs(influx, "booth-w")) >= 10, 60, "first readings")
+        proxy.stall()
+        wait_until(
+            lambda: "Operation timed out" in processes.log("agent"),
+            20,
+            "the watchdog to give up on the silent connection",
+        )
+        proxy.restore()
+        wait_until(
+            lambda: processes.log("agent").count("connected, session") >= 2, 60, "a new connection"
+        )
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(20) == 0
+        last = last_seq_assigned(tmp_path / "state" / "booth-w")
+        counts = wait_until(
+            lambda: (c := stored_seqs(influx, "booth-w")) and len(c) >= last and c,
+            30,
+            "every message",
+        )
+        assert sorted(counts) == list(range(1, last + 1))
+    finally:
+        proxy.stop()
