@@ -18,8 +18,8 @@ SQLite in WAL mode: one file, crash-safe, readers never block the writer. With
 ``NORMAL`` may lose the last messages on a power cut, never corrupts the file.
 
 Disk budget: past ``max_bytes`` of payload, health reports are thinned first (every
-other one of the oldest half goes), then the oldest readings and events are dropped.
-What was dropped is counted, so that it can be reported.
+other one of the oldest half goes), then the oldest readings are dropped, and events
+last. What was dropped is counted, so that it can be reported.
 """
 
 from __future__ import annotations
@@ -148,12 +148,18 @@ class Outbox:
                 "FROM outbox WHERE kind = 'health' ORDER BY seq LIMIT ?) WHERE n % 2 = 0)",
                 (health // 2,),
             )
-        # Then the oldest readings and events, a slice at a time.
-        while self._bytes > self.max_bytes:
-            dropped = self._delete("seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT 64)")
-            if not dropped:
-                break
-            self.dropped += dropped
+        # Then the oldest readings, a slice at a time; events (rare, small, and among them
+        # the report of this very overflow) only when nothing else is left.
+        for any_kind in (False, True):
+            while self._bytes > self.max_bytes:
+                dropped = self._delete(
+                    "seq IN (SELECT seq FROM outbox WHERE kind = 'reading' OR ? "
+                    "ORDER BY seq LIMIT 64)",
+                    (any_kind,),
+                )
+                if not dropped:
+                    break
+                self.dropped += dropped
 
     def due(self, limit: int) -> list[OutboxEntry]:
         """The oldest ``limit`` messages that may be sent now, in sequence order."""

@@ -1,0 +1,61 @@
+"""The agent's packaging and reporting, without a broker: what goes into the outbox."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edge_agent.agent import Agent
+from edge_agent.config import AgentConfig
+
+
+def make_agent(tmp_path: Path, **overrides: object) -> Agent:
+    config: dict[str, object] = {
+        "schema_version": 1,
+        "agent_id": "bus-1",
+        "site": {"id": "bus", "name": "Bus"},
+        "kind": "bus",
+        "state_dir": str(tmp_path),
+        "devices": [{"id": "bp", "kind": "blood_pressure"}],
+    }
+    config.update(overrides)
+    return Agent(AgentConfig.model_validate(config))
+
+
+def test_an_outbox_overflow_is_reported_as_an_event_and_in_health(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path, outbox={"max_bytes": 64 * 1024})
+    for _ in range(600):  # ~350 bytes each: about three times the budget
+        agent.read_device(agent.devices[0])
+    assert agent.outbox.dropped > 0
+    payloads = [json.loads(entry.payload) for entry in agent.outbox.due(10_000)]
+    overflow = [p for p in payloads if p.get("name") == "outbox_overflow"]
+    assert len(overflow) == 1  # at most one a minute
+    assert overflow[0]["severity"] == "error"
+    # The event tells what was dropped when it was recorded; health keeps the total.
+    reported = int(overflow[0]["detail"].split()[1])
+    assert 0 < reported <= agent.outbox.dropped
+    health = agent.report_health()
+    assert health.dropped_messages == agent.outbox.dropped
+    assert health.backlog_messages == len(agent.outbox) - 1  # counted before its own row
+
+
+def test_a_backlog_goes_out_in_bounded_historical_batches_a_live_reading_alone(
+    tmp_path: Path,
+) -> None:
+    agent = make_agent(tmp_path, delivery={"batch_max_messages": 40})
+    agent.read_device(agent.devices[0])
+    (live,) = agent._packets(agent.outbox.due(10))
+    assert live.topic == "vigie/v1/bus-1/reading/blood_pressure"
+    assert json.loads(live.payload)["seq"] == 1
+    for _ in range(99):
+        agent.read_device(agent.devices[0])
+    packets = agent._packets(agent.outbox.due(1000))
+    assert [len(packet.seqs) for packet in packets] == [40, 40, 20]
+    assert [seq for packet in packets for seq in packet.seqs] == list(range(1, 101))
+    first = json.loads(packets[0].payload)
+    assert first["agent_id"] == "bus-1"
+    assert first["historical"] is False  # taken moments ago, never sent: not late
+    agent.outbox.mark_sent([1], confirm_timeout_s=0)
+    resent = agent._packets(agent.outbox.due(1000))
+    assert json.loads(resent[0].payload)["historical"] is True  # a resend is historical
+    assert resent[0].resent == 1
