@@ -2,9 +2,9 @@
 
 Tasks (one asyncio.TaskGroup per agent):
 
-- one producer per instrument, and one health reporter: they build contract messages
-  and store them in the outbox; they never touch the network, so a broker outage
-  never stalls a reading;
+- one producer per instrument (a BLE or serial driver, or a simulator), and one
+  health reporter: they build contract messages and store them in the outbox; they
+  never touch the network, so a broker outage never stalls a reading;
 - the sender: connects with a Last Will, subscribes to its own ``ack`` topic, publishes
   the birth, then drains the outbox in sequence order, paced, in batches when more
   than one message is due; each message stays in the outbox until the fleet confirms
@@ -22,12 +22,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import aiomqtt
+from pydantic import ValidationError
 
 from edge_agent import __version__
 from edge_agent.backoff import backoff_delay
-from edge_agent.config import AgentConfig, DeviceConfig
+from edge_agent.config import AgentConfig, device_profiles
 from edge_agent.contract import (
     MAX_PAYLOAD_BYTES,
     QOS_DATA,
@@ -36,7 +38,6 @@ from edge_agent.contract import (
     Birth,
     ContractError,
     DataMessage,
-    DeviceStatus,
     DeviceStatusCode,
     Event,
     HealthReport,
@@ -45,13 +46,19 @@ from edge_agent.contract import (
     StoredAck,
     Topics,
     decode,
+    describe_validation_error,
     encode,
     utc_now,
 )
+from edge_agent.decoders.base import ReadingDraft
+from edge_agent.drivers.base import Driver
 from edge_agent.health import sample_system
+from edge_agent.instrument import Instrument
 from edge_agent.outbox import Outbox, OutboxEntry
 from edge_agent.pacing import TokenBucket
-from edge_agent.simulation.instruments import SimulatedInstrument, instrument_for
+from edge_agent.readings import ReadingOrigin, build_reading
+from edge_agent.simulation.devices import frame_for
+from edge_agent.simulation.instruments import instrument_for
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +68,6 @@ SHUTDOWN_FLUSH_S = 5.0
 _ENVELOPE_BYTES = 200
 #: At most one outbox-overflow event a minute.
 _OVERFLOW_REPORT_S = 60.0
-
-
-@dataclass
-class _DeviceState:
-    config: DeviceConfig
-    instrument: SimulatedInstrument
-    last_reading_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,8 +95,23 @@ class Agent:
             self.config.outbox.synchronous,
             self.config.outbox.max_bytes,
         )
-        self.devices = [
-            _DeviceState(device, instrument_for(device.kind)) for device in self.config.devices
+        self.timezone = ZoneInfo(self.config.opening_hours.timezone)
+        profiles = device_profiles(self.config)
+        self.instruments = [
+            Instrument(
+                config=device,
+                profile=profiles.get(device.id),
+                timezone=self.timezone,
+                submit_reading=self.submit_reading,
+                record_event=self.record_event,
+                # A simulator is always there; a real instrument is not until it answers.
+                status=(
+                    DeviceStatusCode.OK
+                    if device.source == "simulated"
+                    else DeviceStatusCode.DISCONNECTED
+                ),
+            )
+            for device in self.config.enabled_devices
         ]
         self.connected = asyncio.Event()
         self.resent = 0
@@ -145,27 +160,51 @@ class Agent:
                 f"{self.outbox.max_bytes} bytes (health thinned first)",
             )
 
-    def read_device(self, device: _DeviceState) -> Reading:
-        """Take one reading from a (simulated) instrument and queue it."""
+    def submit_reading(
+        self, instrument: Instrument, draft: ReadingDraft, received_at: datetime
+    ) -> Reading | None:
+        """Queue the reading a decoder produced; None if it breaks the contract."""
+        origin = ReadingOrigin(
+            agent_id=self.config.agent_id,
+            device_id=instrument.id,
+            source=instrument.source(),
+            timezone=self.timezone,
+        )
+        try:
+            # Built before it takes a sequence number, so a refused draft leaves no gap.
+            reading = build_reading(
+                draft, origin, 0, received_at, stored=instrument.sends_stored_records
+            )
+        except ValidationError as exc:
+            instrument.decode_errors += 1
+            reason = describe_validation_error(exc).replace("\n", "; ")
+            log.warning("%s: reading refused by the contract: %s", instrument.id, reason)
+            self.record_event("reading_refused", Severity.WARNING, f"{instrument.id}: {reason}")
+            return None
+        message = self.submit(lambda seq: reading.model_copy(update={"seq": seq}))
+        assert isinstance(message, Reading)  # noqa: S101
+        return message
+
+    def read_simulated(self, instrument: Instrument) -> None:
+        """Take one simulated reading; through the real decoder when a profile is named."""
         now = self.clock()
         # Elapsed time from the wall clock: the bus's simulated tour follows the time of
         # day, and picks up where it was after a restart.
-        sample = device.instrument.sample(self.rng, now.timestamp())
-        device.last_reading_at = now
-        message = self.submit(
-            lambda seq: Reading(
-                agent_id=self.config.agent_id,
-                seq=seq,
-                measured_at=now,
-                kind=device.config.kind,
-                device=device.config.id,
-                values=sample.values,
-                units=sample.units,
-                invalid=sample.invalid,
-            )
+        sample = instrument_for(instrument.config.kind).sample(self.rng, now.timestamp())
+        if instrument.profile is not None:
+            local = now.astimezone(self.timezone).replace(tzinfo=None)
+            frames = frame_for(instrument.profile, instrument.id, sample, local, now, self.rng)
+            for format_name, frame in frames:
+                instrument.on_frame(format_name, frame, now)
+            return
+        instrument.last_reading_at = now
+        draft = ReadingDraft(
+            kind=instrument.config.kind,
+            values=sample.values,
+            units=sample.units,
+            invalid=sample.invalid,
         )
-        assert isinstance(message, Reading)  # noqa: S101
-        return message
+        self.submit_reading(instrument, draft, now)
 
     def report_health(self) -> HealthReport:
         system = sample_system(self.config.state_dir)
@@ -181,15 +220,7 @@ class Agent:
                 cpu_percent=system.cpu_percent,
                 memory_percent=system.memory_percent,
                 disk_percent=system.disk_percent,
-                devices=[
-                    DeviceStatus(
-                        device=device.config.id,
-                        kind=device.config.kind,
-                        status=DeviceStatusCode.OK,
-                        last_reading_at=device.last_reading_at,
-                    )
-                    for device in self.devices
-                ],
+                devices=[instrument.device_status(now) for instrument in self.instruments],
                 backlog_messages=backlog.messages,
                 backlog_oldest_s=round(backlog.oldest_age_s, 3),
                 resent_messages=self.resent,
@@ -212,13 +243,41 @@ class Agent:
             )
         )
 
-    async def _poll_device(self, device: _DeviceState, stop: asyncio.Event) -> None:
-        interval = device.config.interval_s
+    async def _simulate(self, instrument: Instrument, stop: asyncio.Event) -> None:
+        interval = instrument.config.interval_s
         # Start at a random phase so that fifty booths started together do not read in step.
         delay = self.rng.uniform(0, interval)
         while not await _wait(stop, delay):
-            self.read_device(device)
+            self.read_simulated(instrument)
             delay = interval
+
+    async def _read_instrument(self, instrument: Instrument, stop: asyncio.Event) -> None:
+        if instrument.config.source == "simulated":
+            await self._simulate(instrument, stop)
+        else:
+            await self._driver(instrument).run(instrument, stop)
+
+    def _driver(self, instrument: Instrument) -> Driver:
+        """The driver for a real instrument, imported lazily: a booth without BLE
+        instruments never loads bleak."""
+        profile, device = instrument.profile, instrument.config
+        assert profile is not None  # noqa: S101 - config validation guarantees it
+        if profile.ble is not None:
+            from edge_agent.drivers.ble import BleDriver  # noqa: PLC0415
+
+            return BleDriver(
+                settings=profile.ble,
+                address=device.address,
+                timezone=self.timezone,
+                clock=self.clock,
+                rng=self.rng,
+            )
+        from edge_agent.drivers.serial_port import SerialDriver  # noqa: PLC0415
+
+        assert profile.serial is not None  # noqa: S101
+        port = device.address or profile.serial.port
+        assert port is not None  # noqa: S101 - config validation guarantees it
+        return SerialDriver(port=port, settings=profile.serial, rng=self.rng)
 
     async def _report_health(self, stop: asyncio.Event) -> None:
         while True:
@@ -241,7 +300,7 @@ class Agent:
                 site_name=config.site.name,
                 kind=config.kind,
                 opening_hours=config.opening_hours,
-                devices=[device.info() for device in config.devices],
+                devices=[device.info() for device in config.enabled_devices],
             ),
         )
 
@@ -459,8 +518,8 @@ class Agent:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._send(stop), name="sender")
                 group.create_task(self._report_health(stop), name="health")
-                for device in self.devices:
-                    group.create_task(self._poll_device(device, stop), name=device.config.id)
+                for instrument in self.instruments:
+                    group.create_task(self._read_instrument(instrument, stop), name=instrument.id)
         finally:
             self.outbox.close()
 

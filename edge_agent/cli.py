@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import signal
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.console import Console
+from rich.table import Table
 
 from edge_agent import __version__
 from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig, load_agent_config
 from edge_agent.contract import DocumentError
+from edge_agent.decoders import registry
+from edge_agent.decoders.base import DecodeError
+from edge_agent.profiles import DEFAULT_PROFILES_DIR, load_profile, load_profiles
 
 app = typer.Typer(help="The Vigie edge agent.", no_args_is_help=True, add_completion=False)
+profiles_app = typer.Typer(help="Device profiles: list and validate.", no_args_is_help=True)
+app.add_typer(profiles_app, name="profiles")
 
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
 
@@ -96,3 +105,144 @@ def check(config: Annotated[Path, typer.Argument(help="The agent's YAML config."
 def version() -> None:
     """Print the agent's version."""
     typer.echo(__version__)
+
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ProfilesDir = Annotated[Path, typer.Option("--dir", help="The profiles folder.", file_okay=False)]
+
+
+@profiles_app.command("list")
+def profiles_list(
+    directory: ProfilesDir = DEFAULT_PROFILES_DIR, json_output: JsonFlag = False
+) -> None:
+    """List the device profiles: name, kind, transport, decoders."""
+    try:
+        profiles = load_profiles(directory)
+    except DocumentError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    rows = [
+        {
+            "name": profile.name,
+            "kind": profile.kind.value,
+            "transport": profile.transport,
+            "decoders": profile.decoders,
+            "title": profile.title,
+        }
+        for profile in profiles.values()
+    ]
+    if json_output:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("name", "kind", "transport", "decoders", "title")
+    for row in rows:
+        table.add_row(
+            str(row["name"]),
+            str(row["kind"]),
+            str(row["transport"]),
+            ", ".join(profiles[str(row["name"])].decoders),
+            str(row["title"]),
+        )
+    Console().print(table)
+
+
+@profiles_app.command("validate")
+def profiles_validate(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Profile files; by default every one in --dir.")
+    ] = None,
+    directory: ProfilesDir = DEFAULT_PROFILES_DIR,
+) -> None:
+    """Validate profiles; exits 1 naming each invalid file and field."""
+    files = paths or sorted(directory.glob("*.yaml"))
+    if not files:
+        typer.echo(f"error: no profiles in {directory}", err=True)
+        raise typer.Exit(1)
+    failed = 0
+    for path in files:
+        try:
+            profile = load_profile(path)
+        except DocumentError as exc:
+            failed += 1
+            typer.echo(f"invalid: {exc}", err=True)
+        else:
+            typer.echo(f"{path}: ok: {profile.name} ({profile.kind.value}, {profile.transport})")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("decode")
+def decode_command(
+    format_name: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="FORMAT", help="A GATT characteristic UUID (2a35) or a serial format name."
+        ),
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="INPUT",
+            help="Hex for binary formats, the line for text formats, - for standard input.",
+        ),
+    ] = None,
+    list_formats: Annotated[
+        bool, typer.Option("--list", help="List the formats and exit.")
+    ] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Decode one frame exactly as the agent would, and print it as JSON.
+
+    Exits 1 with a one-line reason for input the format refuses.
+    """
+    if list_formats:
+        _print_formats(json_output)
+        return
+    if format_name is None or data is None:
+        typer.echo("error: give FORMAT and INPUT, or --list", err=True)
+        raise typer.Exit(2)
+    try:
+        fmt = registry.resolve(format_name)
+    except KeyError as exc:
+        typer.echo(f"error: {exc.args[0]}", err=True)
+        raise typer.Exit(2) from None
+    text = sys.stdin.read() if data == "-" else data
+    try:
+        frame = _frame_from_input(text, fmt.input)
+        record = fmt.decode(frame)
+    except (DecodeError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps({"format": fmt.name, **record.as_json()}, indent=2))
+
+
+def _frame_from_input(text: str, style: str) -> bytes:
+    if style == "hex":
+        cleaned = "".join(text.split()).removeprefix("0x").replace(":", "")
+        try:
+            return bytes.fromhex(cleaned)
+        except ValueError:
+            raise ValueError(f"{text.strip()[:40]!r} is not hexadecimal") from None
+    try:
+        return text.rstrip("\r\n").encode("ascii")
+    except UnicodeEncodeError:
+        raise ValueError("the line is not ASCII") from None
+
+
+def _print_formats(json_output: bool) -> None:
+    rows = [
+        {
+            "name": fmt.name,
+            "title": fmt.title,
+            "input": fmt.input,
+            "framing": registry.framer_for(fmt.name) or "ble",
+        }
+        for fmt in registry.FORMATS.values()
+    ]
+    if json_output:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("format", "title", "input", "framing")
+    for row in rows:
+        table.add_row(row["name"], row["title"], row["input"], row["framing"])
+    Console().print(table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -11,11 +12,14 @@ from edge_agent.contract import (
     DEFAULT_PREFIX,
     AgentKind,
     DeviceInfo,
+    DocumentError,
     Identifier,
     OpeningHours,
     ReadingKind,
     load_yaml_document,
 )
+from edge_agent.profiles import DEFAULT_PROFILES_DIR, DeviceProfile, load_profiles
+from edge_agent.simulation.devices import encodable
 
 
 class _Section(BaseModel):
@@ -44,10 +48,26 @@ class DeviceConfig(_Section):
     id: Identifier
     kind: ReadingKind
     model: Annotated[str, StringConstraints(max_length=100)] = "simulated"
-    #: Only simulated instruments exist until the drivers land; the field is explicit so
-    #: that a real booth's config says what it reads.
-    source: Literal["simulated"] = "simulated"
+    #: ``ble`` and ``serial`` read a real instrument described by ``profile``;
+    #: ``simulated`` makes up readings, through the profile's real decoder when a
+    #: profile is named (the simulator then produces the device's bytes).
+    source: Literal["simulated", "ble", "serial"] = "simulated"
+    #: A file name stem in the profiles folder (``sig_blood_pressure``).
+    profile: Identifier | None = None
+    #: BLE address or serial port; overrides the profile's discovery or port.
+    address: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    #: Seconds between simulated readings (real instruments send when they measure).
     interval_s: float = Field(default=60.0, gt=0)
+    #: When the instrument's calibration (metrological check) is due; the health
+    #: report counts down to it.
+    calibration_due: date | None = None
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _real_needs_profile(self) -> DeviceConfig:
+        if self.source != "simulated" and self.profile is None:
+            raise ValueError(f"a {self.source} instrument needs a profile")
+        return self
 
     def info(self) -> DeviceInfo:
         return DeviceInfo(id=self.id, kind=self.kind, model=self.model)
@@ -91,6 +111,9 @@ class AgentConfig(_Section):
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     devices: list[DeviceConfig] = Field(default_factory=list, max_length=64)
+    #: Where the device profiles are; by default the source checkout's
+    #: ``device_profiles/`` (deployments install them in /etc/vigie/device_profiles).
+    profiles_dir: Path = DEFAULT_PROFILES_DIR
 
     @model_validator(mode="after")
     def _unique_devices(self) -> AgentConfig:
@@ -100,7 +123,52 @@ class AgentConfig(_Section):
             raise ValueError(f"device ids must be unique, repeated: {', '.join(duplicates)}")
         return self
 
+    @property
+    def enabled_devices(self) -> list[DeviceConfig]:
+        return [device for device in self.devices if device.enabled]
+
 
 def load_agent_config(path: Path) -> AgentConfig:
-    """Load and validate an agent config file; raises DocumentError naming file and field."""
-    return load_yaml_document(path, AgentConfig)
+    """Load and validate an agent config file, and the device profiles it names.
+
+    Raises DocumentError naming the file and the field.
+    """
+    config = load_yaml_document(path, AgentConfig)
+    device_profiles(config, path)
+    return config
+
+
+def device_profiles(config: AgentConfig, source: Path | str = "config") -> dict[str, DeviceProfile]:
+    """The profile of each enabled device that names one, by device id.
+
+    Raises DocumentError for a profile that does not exist, is invalid, measures
+    another kind than the device, or uses another transport.
+    """
+    devices = [device for device in config.enabled_devices if device.profile is not None]
+    if not devices:
+        return {}
+    profiles = load_profiles(config.profiles_dir)
+    found: dict[str, DeviceProfile] = {}
+    for device in devices:
+        where = f"{source}: devices.{config.devices.index(device)}.profile"
+        profile = profiles.get(device.profile or "")
+        if profile is None:
+            raise DocumentError(f"{where}: no profile {device.profile!r} in {config.profiles_dir}")
+        if profile.kind != device.kind:
+            raise DocumentError(
+                f"{where}: {profile.name!r} measures {profile.kind}, not {device.kind}"
+            )
+        if device.source not in ("simulated", profile.transport):
+            raise DocumentError(
+                f"{where}: {profile.name!r} is a {profile.transport} profile, not {device.source}"
+            )
+        if device.source == "simulated" and not encodable(profile):
+            raise DocumentError(f"{where}: no simulated device speaks {profile.name!r}")
+        if device.source == "serial" and not (device.address or _serial_port(profile)):
+            raise DocumentError(f"{where}: {profile.name!r} names no port; give an address")
+        found[device.id] = profile
+    return found
+
+
+def _serial_port(profile: DeviceProfile) -> str | None:
+    return None if profile.serial is None else profile.serial.port

@@ -87,26 +87,61 @@ class ReadingKind(enum.StrEnum):
     BLOOD_PRESSURE = "blood_pressure"
     BODY_TEMPERATURE = "body_temperature"
     BODY_WEIGHT = "body_weight"
+    BODY_COMPOSITION = "body_composition"
     PULSE_OXIMETRY = "pulse_oximetry"
+    BLOOD_GLUCOSE = "blood_glucose"
     POSITION = "position"
 
 
+_PRESSURE: Final = frozenset({"mm[Hg]", "kPa"})
+_MASS: Final = frozenset({"kg", "[lb_av]"})
+_LENGTH: Final = frozenset({"m", "cm", "[in_i]"})
+_ENERGY: Final = frozenset({"kJ", "kcal"})
+
 #: The fields each reading kind may carry, with the units a device may report them in.
-#: Units follow UCUM spelling (``Cel``, ``[lb_av]``, ``/min``) so that no unit is implied.
+#: Units follow UCUM spelling (``Cel``, ``[lb_av]``, ``/min``) so that no unit is implied;
+#: values stay in the unit the device sent (a glucose meter's kg/L is not turned into
+#: mg/dL), so that what is stored can be checked against the device's own display.
 READING_FIELDS: Final[dict[ReadingKind, dict[str, frozenset[str]]]] = {
     ReadingKind.BLOOD_PRESSURE: {
-        "systolic": frozenset({"mm[Hg]", "kPa"}),
-        "diastolic": frozenset({"mm[Hg]", "kPa"}),
-        "mean_arterial_pressure": frozenset({"mm[Hg]", "kPa"}),
+        "systolic": _PRESSURE,
+        "diastolic": _PRESSURE,
+        "mean_arterial_pressure": _PRESSURE,
         "pulse_rate": frozenset({"/min"}),
     },
     ReadingKind.BODY_TEMPERATURE: {"temperature": frozenset({"Cel", "[degF]"})},
-    ReadingKind.BODY_WEIGHT: {"weight": frozenset({"kg", "[lb_av]"})},
-    ReadingKind.PULSE_OXIMETRY: {"spo2": frozenset({"%"}), "pulse_rate": frozenset({"/min"})},
+    ReadingKind.BODY_WEIGHT: {
+        "weight": _MASS,
+        "bmi": frozenset({"kg/m2"}),
+        "height": _LENGTH,
+    },
+    ReadingKind.BODY_COMPOSITION: {
+        "weight": _MASS,
+        "height": _LENGTH,
+        "bmi": frozenset({"kg/m2"}),
+        "body_fat_percentage": frozenset({"%"}),
+        "fat_mass": _MASS,
+        "fat_free_mass": _MASS,
+        "total_body_water": _MASS,
+        "basal_metabolic_rate": _ENERGY,
+        "impedance": frozenset({"Ohm"}),
+    },
+    ReadingKind.PULSE_OXIMETRY: {
+        "spo2": frozenset({"%"}),
+        "pulse_rate": frozenset({"/min"}),
+        "perfusion_index": frozenset({"%"}),
+    },
+    ReadingKind.BLOOD_GLUCOSE: {
+        "glucose_concentration": frozenset({"kg/L", "mol/L", "mg/dL", "mmol/L"}),
+    },
     ReadingKind.POSITION: {
         "latitude": frozenset({"deg"}),
         "longitude": frozenset({"deg"}),
-        "speed": frozenset({"km/h"}),
+        "altitude": frozenset({"m"}),
+        "speed": frozenset({"km/h", "[kn_i]"}),
+        "course": frozenset({"deg"}),
+        "satellites": frozenset({"1"}),
+        "hdop": frozenset({"1"}),
     },
 }
 
@@ -282,11 +317,31 @@ class _DataMessage(_Model):
     measured_at: UtcDatetime
 
 
+ShortText = Annotated[str, StringConstraints(max_length=200)]
+#: A quality flag or context key: ``motion``, ``device_clock_invalid``, ``temperature_type``.
+FlagName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
+
+
+class DeviceSource(_Model):
+    """Which physical instrument a reading came from (never who was measured)."""
+
+    #: The device profile's name (``device_profiles/<profile>.yaml``).
+    profile: Identifier
+    #: BLE address or serial port path.
+    address: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+    serial_number: Annotated[str, StringConstraints(max_length=100)] | None = None
+
+
 class Reading(_DataMessage):
     """One reading from one instrument.
 
     A value the device marks invalid is ``None`` in ``values`` with its reason in
     ``invalid``; it is never replaced by a plausible number.
+
+    ``measured_at`` is the device's own time when its clock is valid, otherwise the
+    agent's receive time; ``received_at`` is always the agent's receive time, and
+    ``device_time`` the device's clock (in UTC) whenever it sent one, valid or not
+    (``quality`` then says ``device_clock_invalid``). Simulated readings have neither.
     """
 
     type: Literal["reading"] = "reading"
@@ -294,9 +349,14 @@ class Reading(_DataMessage):
     device: Identifier
     values: dict[str, float | None]
     units: dict[str, str] = Field(default_factory=dict)
-    invalid: dict[str, Annotated[str, StringConstraints(max_length=200)]] = Field(
-        default_factory=dict
-    )
+    invalid: dict[str, ShortText] = Field(default_factory=dict)
+    received_at: UtcDatetime | None = None
+    device_time: UtcDatetime | None = None
+    source: DeviceSource | None = None
+    #: What the device or the agent flagged: ``motion``, ``unstable``, ``no_fix``...
+    quality: list[FlagName] = Field(default_factory=list, max_length=32)
+    #: Descriptive strings that qualify the reading: ``temperature_type: tympanum``.
+    context: dict[FlagName, ShortText] = Field(default_factory=dict, max_length=16)
 
     @model_validator(mode="after")
     def _fields_match_kind(self) -> Reading:
@@ -329,6 +389,12 @@ class DeviceStatus(_Model):
     kind: ReadingKind
     status: DeviceStatusCode
     last_reading_at: UtcDatetime | None = None
+    #: The instrument's own battery level, when it reports one (BLE Battery Service).
+    battery_percent: int | None = Field(default=None, ge=0, le=100)
+    #: Days until the calibration date in the agent config; negative once overdue.
+    calibration_due_days: int | None = None
+    #: Why the instrument is disconnected or in error, in one line.
+    detail: ShortText = ""
 
 
 class HealthReport(_DataMessage):

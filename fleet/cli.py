@@ -224,17 +224,42 @@ def agent(
     console.print(describe_delivery(detail.delivery))
     if detail.health:
         console.print(describe_backlog(detail.health))
-    table = Table("device", "kind", "status", "last reading age", header_style="bold")
+    table = Table(
+        "device",
+        "kind",
+        "status",
+        "last reading age",
+        "battery",
+        "calibration due",
+        "detail",
+        header_style="bold",
+    )
     for device in detail.devices:
         age = device.get("last_reading_age_s")
+        battery = device.get("battery_percent")
+        due = device.get("calibration_due_days")
         table.add_row(
             device["device"],
             device.get("kind") or "?",
             device["status"],
             f"{age:.0f} s" if age is not None else "never",
+            f"{battery:.0f} %" if battery is not None else "",
+            describe_calibration(due),
+            device.get("detail") or "",
         )
     if detail.devices:
         console.print(table)
+
+
+def describe_calibration(days: float | None) -> str:
+    """``in 12 days``, ``today``, ``OVERDUE by 3 days``; empty when no date is set."""
+    if days is None:
+        return ""
+    count = int(days)
+    if count == 0:
+        return "today"
+    unit = "day" if abs(count) == 1 else "days"
+    return f"in {count} {unit}" if count > 0 else f"OVERDUE by {-count} {unit}"
 
 
 @app.command(name="readings")

@@ -7,12 +7,15 @@ doubling (InfluxDB identifies a point by measurement, tag set and time).
 Measurements (the Grafana dashboards may query only these, and only these fields):
 
 - one per :class:`~edge_agent.contract.ReadingKind` (``blood_pressure``, ...):
-  tags ``agent_id``, ``device``; fields: the reading's values, ``seq`` and
-  ``units``/``invalid`` as ``name=value;...`` strings when present;
+  tags ``agent_id``, ``device``; fields: the reading's values, ``seq``,
+  ``units``/``invalid``/``context`` as ``name=value;...`` strings and ``quality`` as
+  ``flag;flag`` when present; from a real instrument ``profile``, ``address``,
+  ``serial_number`` and ``device_clock_offset_s`` (agent receive time minus device time);
 - ``agent_health``: tags ``agent_id``; numeric health fields, ``agent_version``,
   ``devices_ok``, ``devices_total``, ``seq``;
 - ``device_status``: tags ``agent_id``, ``device``, ``kind``; fields ``status``,
-  ``ok`` (1 or 0) and ``last_reading_age_s`` (absent when the device never read);
+  ``ok`` (1 or 0), ``last_reading_age_s`` (absent when the device never read), and when
+  known ``battery_percent``, ``calibration_due_days`` (negative: overdue), ``detail``;
 - ``agent_event``: tags ``agent_id``, ``name``, ``severity``; fields ``detail``, ``seq``;
 - ``agent_presence``: tags ``agent_id``; fields ``online``, ``session`` and, from a
   birth, ``site_id``, ``site_name``, ``kind``, ``agent_version``, ``devices`` (JSON) and
@@ -66,11 +69,23 @@ _DATA_FIELDS: Final = (
     "reported_time_ns",
 )
 
+#: What a reading's point may carry besides its values.
+_READING_EXTRAS: Final = (
+    "units",
+    "invalid",
+    "quality",
+    "context",
+    "profile",
+    "address",
+    "serial_number",
+    "device_clock_offset_s",
+)
+
 #: Every measurement the fleet writes and the fields (and tags) it may carry: the
 #: contract the Grafana dashboards are checked against (tests/unit/test_grafana.py).
 SCHEMA: Final[dict[str, frozenset[str]]] = {
     **{
-        kind.value: frozenset({*fields, *_DATA_FIELDS, "units", "invalid", "device"})
+        kind.value: frozenset({*fields, *_DATA_FIELDS, *_READING_EXTRAS, "device"})
         for kind, fields in READING_FIELDS.items()
     },
     AGENT_HEALTH: frozenset(
@@ -89,7 +104,19 @@ SCHEMA: Final[dict[str, frozenset[str]]] = {
             "dropped_messages",
         }
     ),
-    DEVICE_STATUS: frozenset({"agent_id", "device", "kind", "status", "ok", "last_reading_age_s"}),
+    DEVICE_STATUS: frozenset(
+        {
+            "agent_id",
+            "device",
+            "kind",
+            "status",
+            "ok",
+            "last_reading_age_s",
+            "battery_percent",
+            "calibration_due_days",
+            "detail",
+        }
+    ),
     AGENT_EVENT: frozenset({*_DATA_FIELDS, "name", "severity", "detail"}),
     AGENT_PRESENCE: frozenset({"agent_id", "online", "session", *BIRTH_FIELDS}),
     DEAD_LETTER: frozenset({"reason", "topic", "detail", "size", "payload"}),
@@ -143,6 +170,20 @@ def reading_points(message: Reading, received_ns: int, historical: bool = False)
         fields["units"] = _pairs(message.units)
     if message.invalid:
         fields["invalid"] = _pairs(message.invalid)
+    if message.quality:
+        fields["quality"] = ";".join(sorted(message.quality))
+    if message.context:
+        fields["context"] = _pairs(message.context)
+    if message.source is not None:
+        fields["profile"] = message.source.profile
+        fields["address"] = message.source.address
+        if message.source.serial_number is not None:
+            fields["serial_number"] = message.source.serial_number
+    if message.device_time is not None and message.received_at is not None:
+        # Positive: the device's clock is behind the agent's. Drift shows on dashboards
+        # long before it is bad enough to make a reading's time suspect.
+        offset = (message.received_at - message.device_time).total_seconds()
+        fields["device_clock_offset_s"] = round(offset, 3)
     tags = {"agent_id": message.agent_id, "device": message.device}
     return [Point(message.kind.value, fields, at, tags)]
 
@@ -172,6 +213,12 @@ def health_points(message: HealthReport, received_ns: int, historical: bool = Fa
         if device.last_reading_at is not None:
             age = (message.measured_at - device.last_reading_at).total_seconds()
             device_fields["last_reading_age_s"] = max(age, 0.0)
+        if device.battery_percent is not None:
+            device_fields["battery_percent"] = device.battery_percent
+        if device.calibration_due_days is not None:
+            device_fields["calibration_due_days"] = device.calibration_due_days
+        if device.detail:
+            device_fields["detail"] = device.detail
         tags = {"agent_id": message.agent_id, "device": device.device, "kind": device.kind.value}
         points.append(Point(DEVICE_STATUS, device_fields, at, tags))
     return points

@@ -11,8 +11,16 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from fleet.devstack import InfluxDB, Mosquitto
+
+# Fuzz tests run a bounded number of examples and never fail on timing (no deadline):
+# tests assert behaviour, benchmarks measure speed.
+settings.register_profile(
+    "vigie", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("vigie")
 
 
 @pytest.fixture(scope="session")

@@ -107,6 +107,56 @@ class PulseOximeter:
         return SimulatedValues({"spo2": spo2, "pulse_rate": pulse}, {**units, "spo2": "%"})
 
 
+@dataclass(frozen=True)
+class GlucoseMeter:
+    """Capillary glucose of people who are mostly not diabetic, some who are."""
+
+    kind: ReadingKind = ReadingKind.BLOOD_GLUCOSE
+
+    def sample(self, rng: random.Random, elapsed_s: float) -> SimulatedValues:
+        mean = 160 if rng.random() < 0.15 else 95
+        value = float(round(_clip(rng.gauss(mean, 18), 45, 400)))
+        return SimulatedValues({"glucose_concentration": value}, {"glucose_concentration": "mg/dL"})
+
+
+@dataclass(frozen=True)
+class BodyCompositionAnalyser:
+    """A bioimpedance analyser: the figures follow from weight, height and fat."""
+
+    kind: ReadingKind = ReadingKind.BODY_COMPOSITION
+
+    def sample(self, rng: random.Random, elapsed_s: float) -> SimulatedValues:
+        height_cm = round(_clip(rng.gauss(170, 9), 145, 200))
+        weight = round(_clip(rng.gauss(74, 14), 42, 150), 1)
+        fat_percent = round(_clip(rng.gauss(27, 7), 8, 50), 1)
+        fat_mass = round(weight * fat_percent / 100, 1)
+        fat_free = round(weight - fat_mass, 1)
+        return SimulatedValues(
+            {
+                "weight": weight,
+                "height": float(height_cm),
+                "bmi": round(weight / (height_cm / 100) ** 2, 1),
+                "body_fat_percentage": fat_percent,
+                "fat_mass": fat_mass,
+                "fat_free_mass": fat_free,
+                "total_body_water": round(fat_free * 0.73, 1),
+                "basal_metabolic_rate": float(round(4.184 * (370 + 21.6 * fat_free))),
+                "impedance": float(round(_clip(rng.gauss(520, 60), 300, 800))),
+            },
+            {
+                "weight": "kg",
+                "height": "cm",
+                "bmi": "kg/m2",
+                "body_fat_percentage": "%",
+                "fat_mass": "kg",
+                "fat_free_mass": "kg",
+                "total_body_water": "kg",
+                "basal_metabolic_rate": "kJ",
+                "impedance": "Ohm",
+            },
+        )
+
+
 #: The health bus's tour: eight towns of the Sarthe department, (latitude, longitude).
 DEFAULT_BUS_ROUTE: Final[tuple[tuple[float, float], ...]] = (
     (48.1867, 0.6539),  # La Ferté-Bernard
@@ -181,6 +231,8 @@ def instrument_for(kind: ReadingKind) -> SimulatedInstrument:
         ReadingKind.BODY_TEMPERATURE: Thermometer(),
         ReadingKind.BODY_WEIGHT: Scale(),
         ReadingKind.PULSE_OXIMETRY: PulseOximeter(),
+        ReadingKind.BLOOD_GLUCOSE: GlucoseMeter(),
+        ReadingKind.BODY_COMPOSITION: BodyCompositionAnalyser(),
         ReadingKind.POSITION: GpsReceiver(),
     }
     return instruments[kind]

@@ -25,7 +25,7 @@ def make_agent(tmp_path: Path, **overrides: object) -> Agent:
 def test_an_outbox_overflow_is_reported_as_an_event_and_in_health(tmp_path: Path) -> None:
     agent = make_agent(tmp_path, outbox={"max_bytes": 64 * 1024})
     for _ in range(600):  # ~350 bytes each: about three times the budget
-        agent.read_device(agent.devices[0])
+        agent.read_simulated(agent.instruments[0])
     assert agent.outbox.dropped > 0
     payloads = [json.loads(entry.payload) for entry in agent.outbox.due(10_000)]
     overflow = [p for p in payloads if p.get("name") == "outbox_overflow"]
@@ -43,12 +43,12 @@ def test_a_backlog_goes_out_in_bounded_historical_batches_a_live_reading_alone(
     tmp_path: Path,
 ) -> None:
     agent = make_agent(tmp_path, delivery={"batch_max_messages": 40})
-    agent.read_device(agent.devices[0])
+    agent.read_simulated(agent.instruments[0])
     (live,) = agent._packets(agent.outbox.due(10))
     assert live.topic == "vigie/v1/bus-1/reading/blood_pressure"
     assert json.loads(live.payload)["seq"] == 1
     for _ in range(99):
-        agent.read_device(agent.devices[0])
+        agent.read_simulated(agent.instruments[0])
     packets = agent._packets(agent.outbox.due(1000))
     assert [len(packet.seqs) for packet in packets] == [40, 40, 20]
     assert [seq for packet in packets for seq in packet.seqs] == list(range(1, 101))

@@ -1,0 +1,152 @@
+"""One configured instrument as the agent sees it: the listener its driver reports to.
+
+Frames are decoded here (pure decoders), readings handed to the agent's outbox, and
+the instrument's state kept for the health report: connection, battery, last
+reading, calibration date. A frame that does not decode is counted and reported,
+rate-limited, and never stops the instrument: the next frame may be fine.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Final
+from zoneinfo import ZoneInfo
+
+from edge_agent.config import DeviceConfig
+from edge_agent.contract import DeviceSource, DeviceStatus, DeviceStatusCode, Severity
+from edge_agent.decoders import registry
+from edge_agent.decoders.base import DecodeError, ReadingDraft, Record
+from edge_agent.profiles import DeviceProfile
+
+log = logging.getLogger(__name__)
+
+#: GATT characteristics that describe the instrument rather than measure (0x180A, 0x180F).
+BATTERY_LEVEL: Final = "2a19"
+SERIAL_NUMBER: Final = "2a25"
+#: At most one event of each name per instrument in this many seconds: a device that
+#: floods garbage must not flood the outbox with reports about it.
+EVENT_INTERVAL_S: Final = 300.0
+
+SubmitReading = Callable[["Instrument", ReadingDraft, datetime], object]
+RecordEvent = Callable[[str, Severity, str], None]
+
+
+@dataclass
+class Instrument:
+    config: DeviceConfig
+    profile: DeviceProfile | None
+    timezone: ZoneInfo
+    submit_reading: SubmitReading
+    record_event: RecordEvent
+    status: DeviceStatusCode = DeviceStatusCode.DISCONNECTED
+    detail: str = ""
+    battery_percent: int | None = None
+    serial_number: str | None = None
+    last_reading_at: datetime | None = None
+    decode_errors: int = 0
+    garbage_bytes: int = 0
+    _last_event: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def sends_stored_records(self) -> bool:
+        """Whether the device sends measurements from its memory, possibly days old."""
+        ble = None if self.profile is None else self.profile.ble
+        if ble is None:
+            return False
+        asks = any(write.value == "racp_all_records" for write in ble.write)
+        return asks or ble.disconnects_after_transfer
+
+    def source(self) -> DeviceSource | None:
+        if self.profile is None:
+            return None
+        if self.config.source == "simulated":
+            address = f"simulated:{self.config.id}"
+        else:
+            address = self.config.address or _profile_address(self.profile) or "unknown"
+        return DeviceSource(
+            profile=self.profile.name, address=address, serial_number=self.serial_number
+        )
+
+    # --- InstrumentListener -----------------------------------------------------------
+
+    def on_frame(self, format_name: str, data: bytes, received_at: datetime) -> None:
+        try:
+            record = registry.decode(format_name, data)
+        except (DecodeError, KeyError) as exc:
+            self.decode_errors += 1
+            self._event("decode_error", Severity.WARNING, f"{self.id}: {exc}")
+            return
+        self.on_record(format_name, record, received_at)
+
+    def on_record(self, format_name: str, record: Record, received_at: datetime) -> None:
+        details = record.as_json()
+        if format_name == BATTERY_LEVEL and isinstance(details.get("battery_level"), int):
+            self.battery_percent = int(details["battery_level"])  # type: ignore[arg-type]
+            return
+        if format_name == SERIAL_NUMBER and isinstance(details.get("value"), str):
+            self.serial_number = str(details["value"])[:100] or None
+            return
+        draft = record.reading()
+        if draft is None:
+            return
+        self.last_reading_at = received_at
+        self.submit_reading(self, draft, received_at)
+
+    def on_status(self, status: DeviceStatusCode, detail: str = "") -> None:
+        changed = status is not self.status
+        self.status, self.detail = status, detail[:200]
+        if not changed:
+            return
+        log.info("%s: %s %s", self.id, status.value, detail)
+        if status is DeviceStatusCode.ERROR:
+            self._event("instrument_error", Severity.ERROR, f"{self.id}: {detail}")
+
+    def on_garbage(self, size: int, reason: str) -> None:
+        self.garbage_bytes += size
+        self._event("instrument_noise", Severity.WARNING, f"{self.id}: {reason} ({size} bytes)")
+
+    # --- health -----------------------------------------------------------------------
+
+    def device_status(self, now: datetime) -> DeviceStatus:
+        return DeviceStatus(
+            device=self.id,
+            kind=self.config.kind,
+            status=self.status,
+            last_reading_at=self.last_reading_at,
+            battery_percent=self.battery_percent,
+            calibration_due_days=calibration_due_days(
+                self.config.calibration_due, now, self.timezone
+            ),
+            detail=self.detail,
+        )
+
+    def _event(self, name: str, severity: Severity, detail: str) -> None:
+        now = time.monotonic()
+        if now - self._last_event.get(name, -EVENT_INTERVAL_S) < EVENT_INTERVAL_S:
+            return
+        self._last_event[name] = now
+        log.warning("%s", detail)
+        self.record_event(name, severity, detail)
+
+
+def calibration_due_days(due: date | None, now: datetime, zone: ZoneInfo) -> int | None:
+    """Days from the site's today to ``due``: 0 on the day, negative once overdue."""
+    if due is None:
+        return None
+    return (due - now.astimezone(zone).date()).days
+
+
+def _profile_address(profile: DeviceProfile) -> str | None:
+    if profile.serial is not None:
+        return profile.serial.port
+    if profile.ble is not None:
+        return profile.ble.match.address
+    return None

@@ -1,0 +1,104 @@
+"""The agent's side of an instrument: frames in, readings and health state out."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from edge_agent.agent import Agent
+from edge_agent.config import AgentConfig
+from edge_agent.contract import DeviceStatusCode, Reading, ReadingKind, Severity
+from edge_agent.instrument import calibration_due_days
+
+PARIS = ZoneInfo("Europe/Paris")
+NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+GGA = b"$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47"
+
+
+def _agent(tmp_path: Path, **device: object) -> Agent:
+    config = AgentConfig.model_validate(
+        {
+            "schema_version": 1,
+            "agent_id": "bus-1",
+            "site": {"id": "bus-1", "name": "Bus"},
+            "kind": "bus",
+            "state_dir": str(tmp_path),
+            "devices": [
+                {
+                    "id": "gps",
+                    "kind": "position",
+                    "source": "serial",
+                    "profile": "nmea_gps",
+                    "address": "/dev/ttyUSB7",
+                    **device,
+                }
+            ],
+        }
+    )
+    return Agent(config, clock=lambda: NOW)
+
+
+def _queued(agent: Agent) -> list[Reading]:
+    entries = agent.outbox.due(1000)
+    return [Reading.model_validate_json(e.payload) for e in entries if "/reading/" in e.topic]
+
+
+def test_a_frame_becomes_a_reading_with_source_and_times(tmp_path: Path) -> None:
+    agent = _agent(tmp_path)
+    (gps,) = agent.instruments
+    assert gps.status is DeviceStatusCode.DISCONNECTED  # until the driver says otherwise
+    gps.on_status(DeviceStatusCode.OK, "/dev/ttyUSB7 open")
+    gps.on_frame("nmea", GGA, NOW)
+    (reading,) = _queued(agent)
+    assert reading.kind is ReadingKind.POSITION
+    assert reading.device == "gps"
+    assert reading.received_at == NOW
+    assert reading.source is not None
+    assert (reading.source.profile, reading.source.address) == ("nmea_gps", "/dev/ttyUSB7")
+    assert reading.values["latitude"] == pytest.approx(48.1173)
+    status = gps.device_status(NOW)
+    assert (status.status, status.last_reading_at) == (DeviceStatusCode.OK, NOW)
+    agent.outbox.close()
+
+
+def test_bad_frames_are_counted_and_reported_once_not_flooded(tmp_path: Path) -> None:
+    agent = _agent(tmp_path)
+    (gps,) = agent.instruments
+    events: list[tuple[str, Severity, str]] = []
+    gps.record_event = lambda name, severity, detail: events.append((name, severity, detail))
+    for _ in range(50):
+        gps.on_frame("nmea", b"$GPGGA,garbage*00", NOW)
+        gps.on_garbage(10, "line too long")
+    assert gps.decode_errors == 50
+    assert gps.garbage_bytes == 500
+    assert [name for name, _, _ in events] == ["decode_error", "instrument_noise"]
+    assert _queued(agent) == []
+    # A good frame after all that still goes through.
+    gps.on_frame("nmea", GGA, NOW)
+    assert len(_queued(agent)) == 1
+    agent.outbox.close()
+
+
+def test_health_carries_battery_calibration_and_detail(tmp_path: Path) -> None:
+    agent = _agent(tmp_path, calibration_due="2026-12-05")
+    (gps,) = agent.instruments
+    gps.on_status(DeviceStatusCode.DISCONNECTED, "/dev/ttyUSB7: no such file")
+    gps.battery_percent = 80
+    report = agent.report_health()
+    (status,) = report.devices
+    assert status.calibration_due_days == 10
+    assert status.battery_percent == 80
+    assert status.status is DeviceStatusCode.DISCONNECTED
+    assert "no such file" in status.detail
+    agent.outbox.close()
+
+
+def test_calibration_counts_in_the_sites_days() -> None:
+    # 23:30 UTC on the 24th is already the 25th in Paris.
+    late = datetime(2026, 11, 24, 23, 30, tzinfo=UTC)
+    assert calibration_due_days(date(2026, 11, 25), late, PARIS) == 0
+    assert calibration_due_days(date(2026, 11, 20), late, PARIS) == -5
+    assert calibration_due_days(None, late, PARIS) is None
