@@ -66,6 +66,8 @@ log = logging.getLogger(__name__)
 SHUTDOWN_FLUSH_S = 5.0
 #: Room left in a batch payload for its envelope.
 _ENVELOPE_BYTES = 200
+#: How long an instrument that failed unexpectedly rests before it is restarted.
+INSTRUMENT_RESTART_S = 30.0
 #: At most one outbox-overflow event a minute.
 _OVERFLOW_REPORT_S = 60.0
 
@@ -252,10 +254,21 @@ class Agent:
             delay = interval
 
     async def _read_instrument(self, instrument: Instrument, stop: asyncio.Event) -> None:
-        if instrument.config.source == "simulated":
-            await self._simulate(instrument, stop)
-        else:
-            await self._driver(instrument).run(instrument, stop)
+        """Read one instrument until stopped. Whatever it does, the agent and the other
+        instruments go on: an unexpected failure is reported and the instrument
+        restarted after a pause."""
+        while not stop.is_set():
+            try:
+                if instrument.config.source == "simulated":
+                    await self._simulate(instrument, stop)
+                else:
+                    await self._driver(instrument).run(instrument, stop)
+            except Exception as exc:
+                log.exception("%s: instrument failed", instrument.id)
+                instrument.on_status(DeviceStatusCode.ERROR, f"failed: {exc!r}"[:200])
+                await _wait(stop, INSTRUMENT_RESTART_S)
+            else:
+                return
 
     def _driver(self, instrument: Instrument) -> Driver:
         """The driver for a real instrument, imported lazily: a booth without BLE

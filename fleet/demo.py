@@ -94,11 +94,15 @@ SCHEDULES: list[dict[str, list[str]]] = [
     {**{day: ["08:30-12:00", "13:30-17:30"] for day in WEEKDAYS_ONLY}, "sat": ["09:00-12:00"]},
     {day: ["00:00-24:00"] for day in (*WEEKDAYS_ONLY, "sat", "sun")},
 ]
+#: (id, kind, model, device profile): simulated instruments that produce the bytes a
+#: real device of that profile sends, decoded by the agent's real decoders.
 BOOTH_DEVICES = [
-    ("bp", "blood_pressure", "simulated-cuff"),
-    ("thermo", "body_temperature", "simulated-thermometer"),
-    ("scale", "body_weight", "simulated-scale"),
-    ("oxi", "pulse_oximetry", "simulated-oximeter"),
+    ("bp", "blood_pressure", "simulated-cuff", "sig_blood_pressure"),
+    ("thermo", "body_temperature", "simulated-thermometer", "sig_thermometer"),
+    ("scale", "body_weight", "simulated-scale", "and_scale"),
+    ("oxi", "pulse_oximetry", "simulated-oximeter", "nonin_df2"),
+    ("glucose", "blood_glucose", "simulated-glucose-meter", "sig_glucose_meter"),
+    ("composition", "body_composition", "simulated-analyser", "tanita_body_composition"),
 ]
 
 
@@ -134,10 +138,22 @@ def demo_agent_configs(
 ) -> list[dict[str, Any]]:
     """Agent configs for a simulated department: ``booths`` booths and ``buses`` buses."""
     instruments = [
-        {"id": device_id, "kind": kind, "model": model, "interval_s": reading_interval_s}
-        for device_id, kind, model in BOOTH_DEVICES
+        {
+            "id": device_id,
+            "kind": kind,
+            "model": model,
+            "profile": profile,
+            "interval_s": reading_interval_s,
+        }
+        for device_id, kind, model, profile in BOOTH_DEVICES
     ]
-    gps = {"id": "gps", "kind": "position", "model": "simulated-gps", "interval_s": 5.0}
+    gps = {
+        "id": "gps",
+        "kind": "position",
+        "model": "simulated-gps",
+        "profile": "nmea_gps",
+        "interval_s": 5.0,
+    }
     configs = [
         _agent_config(
             f"booth-{index + 1:02d}",

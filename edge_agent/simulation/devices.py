@@ -81,7 +81,7 @@ def _glucose(sample: SimulatedValues, at: datetime, rng: random.Random) -> bytes
     record number follows its clock, as a meter's memory does."""
     mg_dl = round(sample.values["glucose_concentration"] or 0.0)
     sequence = int(at.timestamp()) // 60 & 0xFFFF
-    concentration = _u16(encode_sfloat(Decimal(mg_dl), -5))  # 1 mg/dL = 1e-5 kg/L
+    concentration = _u16(encode_sfloat(Decimal(mg_dl).scaleb(-5), -5))  # 1 mg/dL = 1e-5 kg/L
     return bytes([0x02]) + _u16(sequence) + encode_date_time(at) + concentration + bytes([0x11])
 
 

@@ -303,3 +303,93 @@ def test_publishes_that_are_never_acknowledged_make_the_agent_rebuild_its_connec
         assert sorted(counts) == list(range(1, last + 1))
     finally:
         proxy.stop()
+
+
+def test_byte_level_instruments_reach_influxdb_with_source_times_and_privacy(
+    processes: Processes,
+    fleet_config: Path,
+    agent_config: AgentFactory,
+    influx: InfluxClient,
+    tap: Tap,
+) -> None:
+    """Simulated devices that speak their profile's bytes (BLE characteristics, Nonin
+    DF2 packets, A&D lines, Tanita records, NMEA sentences) go through the agent's real
+    decoders; what InfluxDB holds says which device, when by its clock, and nothing
+    about the person measured."""
+    profiles = {
+        "bp": ("blood_pressure", "sig_blood_pressure"),
+        "thermo": ("body_temperature", "sig_thermometer"),
+        "weight": ("body_weight", "sig_weight_scale"),
+        "spot": ("pulse_oximetry", "sig_pulse_oximeter"),
+        "glucose": ("blood_glucose", "sig_glucose_meter"),
+        "oxi": ("pulse_oximetry", "nonin_df2"),
+        "scale": ("body_weight", "and_scale"),
+        "composition": ("body_composition", "tanita_body_composition"),
+        "gps": ("position", "nmea_gps"),
+    }
+    devices = [
+        {
+            "id": device,
+            "kind": kind,
+            "profile": profile,
+            "interval_s": 0.3,
+            "calibration_due": "2099-01-01",
+        }
+        for device, (kind, profile) in profiles.items()
+    ]
+    processes.start_fleet(fleet_config)
+    processes.start(
+        "bus-bytes",
+        "-m",
+        "edge_agent",
+        "run",
+        "--config",
+        str(agent_config("bus-bytes", kind="bus", devices=devices)),
+    )
+
+    def stored() -> dict[str, dict[str, Any]]:
+        found = {}
+        for device, (kind, _) in profiles.items():
+            series = influx.query(
+                f"SELECT * FROM \"{kind}\" WHERE agent_id = 'bus-bytes' AND device = '{device}' "
+                "ORDER BY time DESC LIMIT 1"
+            )
+            if series:
+                found[device] = series[0].rows()[0]
+        return found
+
+    rows = wait_until(lambda: (r := stored()) and len(r) == len(profiles) and r, 60, "every device")
+    for device, (_, profile) in profiles.items():
+        assert rows[device]["profile"] == profile, device
+        assert rows[device]["address"] == f"simulated:{device}"
+    # BLE devices report their serial number (Device Information) and their clock,
+    # which is the agent's here: the offset is small and the time the device's.
+    for device in ("bp", "thermo", "weight", "spot", "glucose"):
+        assert rows[device]["serial_number"].startswith("SIM"), device
+        assert abs(rows[device]["device_clock_offset_s"]) < 2, device
+    assert rows["thermo"]["context"] == "temperature_type=tympanum"
+    assert rows["gps"]["speed"] >= 0
+    # Tanita records carry the person's id, sex and age; none of it leaves the agent.
+    compositions = [body for topic, body in tap.messages if topic.endswith("body_composition")]
+    assert compositions
+    for body in compositions:
+        text = json.dumps(body)
+        assert "0000000000000042" not in text
+        assert '"AG"' not in text
+        assert '"GE"' not in text
+    # The health report carries each instrument's battery and calibration countdown.
+    row = wait_until(
+        lambda: (
+            (
+                h := influx.query(
+                    "SELECT * FROM device_status WHERE agent_id = 'bus-bytes' AND device = 'bp' "
+                    "AND battery_percent >= 0 ORDER BY time DESC LIMIT 1"
+                )
+            )
+            and h[0].rows()[0]
+        ),
+        30,
+        "a battery level in the health report",
+    )
+    assert 20 <= row["battery_percent"] <= 100
+    assert row["calibration_due_days"] > 20_000

@@ -87,5 +87,6 @@ def test_the_documented_examples_are_valid() -> None:
     docs = Path(__file__).resolve().parents[2] / "docs" / "examples"
     agent = load_agent_config(docs / "agent.yaml")
     assert agent.opening_hours.week["wed"] == ["08:30-12:00"]
-    assert [device.id for device in agent.devices] == ["bp", "thermo", "scale", "oxi"]
+    assert [device.id for device in agent.devices] == ["bp", "thermo", "oxi", "scale", "glucose"]
+    assert agent.devices[0].profile == "sig_blood_pressure"
     assert load_fleet_config(docs / "fleet.yaml").mqtt.client_id == "fleet-1"

@@ -84,7 +84,7 @@ def test_measurement_time_is_normalised_to_utc() -> None:
 
 def test_naive_times_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone"):
-        reading(measured_at=datetime(2026, 1, 1))  # noqa: DTZ001
+        reading(measured_at=datetime(2026, 1, 1))
 
 
 def test_an_invalid_value_travels_as_null_with_its_reason() -> None:

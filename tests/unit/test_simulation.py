@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from edge_agent.contract import Reading, ReadingKind
+from edge_agent.decoders import registry
+from edge_agent.profiles import DEFAULT_PROFILES_DIR, load_profile
+from edge_agent.readings import DEVICE_CLOCK_INVALID, ReadingOrigin, build_reading
+from edge_agent.simulation.devices import frame_for
 from edge_agent.simulation.instruments import (
     DEFAULT_BUS_ROUTE,
     BloodPressureMonitor,
@@ -106,3 +112,36 @@ def test_the_bus_stops_at_each_town_then_drives_to_the_next() -> None:
 def test_haversine_matches_a_known_distance() -> None:
     # Paris (Notre-Dame) to Le Mans (cathedral): about 185 km as the crow flies.
     assert haversine_km((48.853, 2.3499), (48.0083, 0.1981)) == pytest.approx(185, abs=3)
+
+
+@pytest.mark.parametrize(
+    "profile", sorted(DEFAULT_PROFILES_DIR.glob("*.yaml")), ids=lambda path: path.stem
+)
+def test_byte_level_devices_decode_back_to_their_samples(profile: Path) -> None:
+    """Each profile's simulated device sends bytes the real decoder turns back into
+    the sampled values (in the device's unit), with a plausible device time."""
+    loaded = load_profile(profile)
+    rng = random.Random(profile.stem)
+    now = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+    local = now.astimezone(ZoneInfo("Europe/Paris")).replace(tzinfo=None)
+    origin = ReadingOrigin("a1", "d1", None, ZoneInfo("Europe/Paris"))
+    for index in range(200):
+        sample = instrument_for(loaded.kind).sample(rng, index * 61.0)
+        frames = frame_for(loaded, "d1", sample, local, now, rng)
+        drafts = [registry.decode(name, data).reading() for name, data in frames]
+        (draft,) = [draft for draft in drafts if draft is not None]
+        reading = build_reading(draft, origin, 1, now, stored=True)
+        assert DEVICE_CLOCK_INVALID not in reading.quality
+        for name, value in sample.values.items():
+            if name not in reading.values:
+                continue  # a field the device's format does not carry
+            decoded = reading.values[name]
+            if value is None or decoded is None:
+                assert decoded is None, name
+                assert value is None, name
+            elif reading.units[name] == "kg/L":
+                assert decoded == pytest.approx(value / 100_000), name  # mg/dL -> kg/L
+            elif reading.units[name] == "[kn_i]":
+                assert decoded == pytest.approx(value / 1.852, abs=0.06), name
+            else:
+                assert decoded == pytest.approx(value, abs=0.005), name

@@ -154,7 +154,7 @@ def test_blood_pressure_reading_has_time_units_and_quality() -> None:
     draft = record.reading()
     assert draft is not None
     assert draft.kind is ReadingKind.BLOOD_PRESSURE
-    assert draft.device_time == datetime(2026, 11, 25, 10, 30, 0)  # noqa: DTZ001
+    assert draft.device_time == datetime(2026, 11, 25, 10, 30, 0)
     assert draft.units["systolic"] == "kPa"
     assert draft.quality == ("body_movement",)
     assert record.as_json()["user_id"] is None  # 0xFF: unknown user
@@ -398,7 +398,7 @@ def test_battery_and_device_information() -> None:
 
 
 def test_date_times_and_their_encoders() -> None:
-    at = datetime(2026, 11, 25, 10, 30, 15, 500_000)  # noqa: DTZ001 - device local time
+    at = datetime(2026, 11, 25, 10, 30, 15, 500_000)
     assert registry.decode("2a08", encode_date_time(at)).as_json()["timestamp"] == (
         "2026-11-25T10:30:15"
     )
