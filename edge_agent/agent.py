@@ -251,6 +251,8 @@ class Agent:
         delay = self.rng.uniform(0, interval)
         while not await _wait(stop, delay):
             self.read_simulated(instrument)
+            if instrument.status is not DeviceStatusCode.OK:
+                instrument.on_status(DeviceStatusCode.OK, "simulated")
             delay = interval
 
     async def _read_instrument(self, instrument: Instrument, stop: asyncio.Event) -> None:

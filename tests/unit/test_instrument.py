@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -102,3 +103,45 @@ def test_calibration_counts_in_the_sites_days() -> None:
     assert calibration_due_days(date(2026, 11, 25), late, PARIS) == 0
     assert calibration_due_days(date(2026, 11, 20), late, PARIS) == -5
     assert calibration_due_days(None, late, PARIS) is None
+
+
+def test_an_instrument_that_crashes_is_reported_and_restarted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    import edge_agent.agent as agent_module
+
+    monkeypatch.setattr(agent_module, "INSTRUMENT_RESTART_S", 0.01)
+    agent = _agent(tmp_path, source="simulated", interval_s=0.01)
+    (gps,) = agent.instruments
+    calls: list[int] = []
+    third_call = asyncio.Event()
+
+    def flaky(instrument: object) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            third_call.set()
+        if len(calls) == 1:
+            raise RuntimeError("simulated bug")
+
+    agent.read_simulated = flaky  # type: ignore[method-assign]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(agent._read_instrument(gps, stop))
+        await asyncio.wait_for(third_call.wait(), 5)
+        stop.set()
+        await asyncio.wait_for(task, 5)
+
+    asyncio.run(main())
+    events = [
+        json.loads(entry.payload)
+        for entry in agent.outbox.due(1000)
+        if entry.topic.endswith("/event")
+    ]
+    assert [(e["name"], "simulated bug" in e["detail"]) for e in events] == [
+        ("instrument_error", True)
+    ]
+    assert gps.status is DeviceStatusCode.OK  # it went on after the crash
+    agent.outbox.close()
