@@ -12,6 +12,7 @@ from edge_agent.contract import (
     Batch,
     Birth,
     DeviceInfo,
+    DeviceSource,
     DeviceStatus,
     DeviceStatusCode,
     HealthReport,
@@ -60,6 +61,38 @@ def test_reading_point_uses_the_measurement_time_and_stable_tags() -> None:
     }
 
 
+def test_a_real_instruments_reading_carries_its_source_clock_and_quality() -> None:
+    device_time = AT - timedelta(seconds=95)
+    message = Reading(
+        agent_id="booth-01",
+        seq=43,
+        measured_at=device_time,
+        kind=ReadingKind.BODY_TEMPERATURE,
+        device="thermo",
+        values={"temperature": 37.6},
+        units={"temperature": "Cel"},
+        received_at=AT,
+        device_time=device_time,
+        source=DeviceSource(
+            profile="sig_thermometer", address="AA:BB:CC:DD:EE:FF", serial_number="T-1"
+        ),
+        quality=["measurement_ongoing", "body_movement"],
+        context={"temperature_type": "tympanum"},
+    )
+    (point,) = message_points(message, received_ns=RECEIVED)
+    assert point.time_ns == ns(device_time)
+    fields = dict(point.fields)
+    assert fields["device_clock_offset_s"] == 95.0
+    assert (fields["profile"], fields["address"], fields["serial_number"]) == (
+        "sig_thermometer",
+        "AA:BB:CC:DD:EE:FF",
+        "T-1",
+    )
+    assert fields["quality"] == "body_movement;measurement_ongoing"
+    assert fields["context"] == "temperature_type=tympanum"
+    assert dict(point.tags) == {"agent_id": "booth-01", "device": "thermo"}
+
+
 def test_health_gives_one_agent_point_and_one_per_device() -> None:
     message = HealthReport(
         agent_id="bus-1",
@@ -78,7 +111,12 @@ def test_health_gives_one_agent_point_and_one_per_device() -> None:
                 last_reading_at=AT - timedelta(seconds=4),
             ),
             DeviceStatus(
-                device="bp1", kind=ReadingKind.BLOOD_PRESSURE, status=DeviceStatusCode.DISCONNECTED
+                device="bp1",
+                kind=ReadingKind.BLOOD_PRESSURE,
+                status=DeviceStatusCode.DISCONNECTED,
+                battery_percent=40,
+                calibration_due_days=-3,
+                detail="transfer complete; waiting for the next measurement",
             ),
         ],
     )
@@ -89,7 +127,13 @@ def test_health_gives_one_agent_point_and_one_per_device() -> None:
     assert agent.time_ns == gps.time_ns == bp.time_ns == AT_NS
     assert dict(gps.tags) == {"agent_id": "bus-1", "device": "gps", "kind": "position"}
     assert gps.fields == {"status": "ok", "ok": 1, "last_reading_age_s": 4.0}
-    assert bp.fields == {"status": "disconnected", "ok": 0}
+    assert bp.fields == {
+        "status": "disconnected",
+        "ok": 0,
+        "battery_percent": 40,
+        "calibration_due_days": -3,
+        "detail": "transfer complete; waiting for the next measurement",
+    }
 
 
 def test_presence_carries_the_birth_and_is_timed_by_reception() -> None:

@@ -73,3 +73,13 @@ def test_delivery_accounting_finds_gaps_between_first_and_last() -> None:
     assert few.missing == 3
     assert describe_delivery(few).endswith("missing 3 (2, 4, ...), duplicates absorbed 0")
     assert summarize_delivery([], 0, "1h").stored == 0
+
+
+def test_calibration_due_is_spelled_for_a_technician() -> None:
+    from fleet.cli import describe_calibration
+
+    assert describe_calibration(None) == ""
+    assert describe_calibration(0) == "today"
+    assert describe_calibration(1) == "in 1 day"
+    assert describe_calibration(12.0) == "in 12 days"
+    assert describe_calibration(-3) == "OVERDUE by 3 days"
