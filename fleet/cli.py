@@ -284,7 +284,7 @@ def readings_command(
     if not rows:
         console.print(f"No readings from {agent_id} in the last {since}.")
         return
-    table = Table("time", "kind", "device", "seq", "values", header_style="bold")
+    table = Table("time", "kind", "device", "seq", "values", "quality", header_style="bold")
     for row in rows:
         table.add_row(
             row["time"],
@@ -292,6 +292,7 @@ def readings_command(
             row.get("device", "?"),
             str(row.get("seq")),
             escape(format_values(row)),
+            escape(str(row.get("quality", "")).replace(";", ", ")),
         )
     console.print(table)
 
