@@ -30,8 +30,7 @@ from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig
 from edge_agent.contract import Reading, ReadingKind, Topics, encode, utc_now
 from edge_agent.outbox import Outbox
-from fleet.devstack import InfluxDB, Mosquitto
-from fleet.influx import InfluxClient
+from fleet.devstack import InfluxDB, Mosquitto, fleet_settings
 
 
 def fill(state_dir: Path, readings: int) -> None:
@@ -80,13 +79,7 @@ def run(readings: int, rate: float | None, console: Console) -> tuple[float, int
         ):
             fleet_yaml = root / "fleet.yaml"
             fleet_yaml.write_text(
-                yaml.safe_dump(
-                    {
-                        "schema_version": 1,
-                        "mqtt": {"port": broker.port, "client_id": "fleet-drain"},
-                        "influxdb": {"url": influxdb.url, "database": "drain"},
-                    }
-                )
+                yaml.safe_dump(fleet_settings(broker, influxdb, "drain", client_id="fleet-drain"))
             )
             ready = root / "ready"
             with (root / "fleet.log").open("wb") as log:
@@ -118,7 +111,10 @@ def run(readings: int, rate: float | None, console: Console) -> tuple[float, int
                         "agent_id": "bus-1",
                         "kind": "bus",
                         "site": {"id": "bus", "name": "bus"},
-                        "broker": {"port": broker.port},
+                        "broker": {
+                            "port": broker.port,
+                            "tls": broker.credentials("bus-1").as_config(),
+                        },
                         "state_dir": str(root / "agent"),
                         "health_interval_s": 3600,
                         "delivery": delivery,
@@ -126,7 +122,7 @@ def run(readings: int, rate: float | None, console: Console) -> tuple[float, int
                 )
                 console.print(f"draining at {config.delivery.drain_rate_per_s:,.0f} msg/s...")
                 elapsed = asyncio.run(drain(config, timeout_s=1800))
-                with InfluxClient(influxdb.url, "drain", timeout_s=120) as influx:
+                with influxdb.client("drain", timeout_s=120) as influx:
                     (series,) = influx.query('SELECT count(seq) FROM "blood_pressure"')
                     stored = int(series.rows()[0]["count"])
             finally:

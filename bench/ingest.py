@@ -32,13 +32,17 @@ from rich.table import Table
 from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig
 from edge_agent.contract import ReadingKind
-from fleet.devstack import InfluxDB, Mosquitto
+from fleet.devstack import InfluxDB, Mosquitto, fleet_settings
 from fleet.influx import InfluxClient
 
 SEQ_MEASUREMENTS = ["agent_health", "agent_event", *(kind.value for kind in ReadingKind)]
 
 
-def agent_configs(count: int, port: int, state_root: Path, synchronous: str) -> list[AgentConfig]:
+def agent_configs(
+    count: int, broker: Mosquitto, state_root: Path, synchronous: str
+) -> list[AgentConfig]:
+    ids = [f"bench-{index:03d}" for index in range(count)]
+    identities = broker.enroll(*ids)
     return [
         AgentConfig.model_validate(
             {
@@ -46,7 +50,12 @@ def agent_configs(count: int, port: int, state_root: Path, synchronous: str) -> 
                 "agent_id": f"bench-{index:03d}",
                 "site": {"id": f"site-{index:03d}", "name": "bench"},
                 "kind": "booth",
-                "broker": {"host": "127.0.0.1", "port": port, "publish_window": 100},
+                "broker": {
+                    "host": "127.0.0.1",
+                    "port": broker.port,
+                    "publish_window": 100,
+                    "tls": identities[f"bench-{index:03d}"].as_config(),
+                },
                 "state_dir": str(state_root / f"bench-{index:03d}"),
                 "health_interval_s": 5.0,
                 "outbox": {"synchronous": synchronous},
@@ -109,13 +118,7 @@ def main() -> None:
         ):
             fleet_yaml = root / "fleet.yaml"
             fleet_yaml.write_text(
-                yaml.safe_dump(
-                    {
-                        "schema_version": 1,
-                        "mqtt": {"port": broker.port, "client_id": "fleet-bench"},
-                        "influxdb": {"url": influxdb.url, "database": "bench"},
-                    }
-                )
+                yaml.safe_dump(fleet_settings(broker, influxdb, "bench", client_id="fleet-bench"))
             )
             ready = root / "fleet.ready"
             with (root / "fleet.log").open("wb") as log:
@@ -139,7 +142,7 @@ def main() -> None:
                     if fleet.poll() is not None:
                         sys.exit(f"the fleet service exited; see {root / 'fleet.log'}")
                     time.sleep(0.05)
-                configs = agent_configs(args.agents, broker.port, root / "agents", args.outbox_sync)
+                configs = agent_configs(args.agents, broker, root / "agents", args.outbox_sync)
                 agents = [Agent(config) for config in configs]
                 console.print(
                     f"{args.agents} agents flooding for {args.seconds:.0f} s "
@@ -149,7 +152,7 @@ def main() -> None:
                 produced = asyncio.run(produce(agents, args.seconds))
                 sent_s = time.monotonic() - started
 
-                with InfluxClient(influxdb.url, "bench", timeout_s=120) as influx:
+                with influxdb.client("bench", timeout_s=120) as influx:
                     expected = {c.agent_id: last_seq(c.state_dir) for c in configs}
                     total = sum(expected.values())
                     deadline = time.monotonic() + 300

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import aiomqtt
@@ -59,6 +60,7 @@ from edge_agent.pacing import TokenBucket
 from edge_agent.readings import ReadingOrigin, build_reading
 from edge_agent.simulation.devices import frame_for
 from edge_agent.simulation.instruments import instrument_for
+from edge_agent.tls import check_identity, client_context
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,22 @@ class _Packet:
     resent: int
 
 
+def broker_identity(config: AgentConfig) -> dict[str, Any]:
+    """aiomqtt's TLS and login arguments; raises TlsError before anything connects if
+    the files are missing or the certificate belongs to another agent."""
+    credentials = config.broker.tls
+    if credentials is None:
+        return {}
+    check_identity(credentials, config.agent_id)
+    password = credentials.password()
+    return {
+        "tls_context": client_context(credentials),
+        "tls_insecure": False,
+        "username": credentials.username,
+        "password": password.get_secret_value() if password is not None else None,
+    }
+
+
 @dataclass
 class Agent:
     """One booth's or bus's agent. Several can share an event loop (the simulated fleet)."""
@@ -92,6 +110,7 @@ class Agent:
 
     def __post_init__(self) -> None:
         self.topics = Topics(self.config.broker.topic_prefix)
+        self._identity = broker_identity(self.config)
         self.outbox = Outbox(
             self.config.state_dir / "outbox.sqlite3",
             self.config.outbox.synchronous,
@@ -336,6 +355,7 @@ class Agent:
                 retain=True,
             ),
             timeout=broker.ack_timeout_s,
+            **self._identity,
         )
         # aiomqtt warns past 10 pending publishes; our window holds more by design.
         client.pending_calls_threshold = broker.publish_window

@@ -15,16 +15,19 @@ from rich.console import Console
 from rich.table import Table
 
 from edge_agent import __version__
-from edge_agent.agent import Agent
+from edge_agent.agent import Agent, broker_identity
 from edge_agent.config import AgentConfig, load_agent_config
-from edge_agent.contract import DocumentError
+from edge_agent.contract import IDENTIFIER_RE, DocumentError
 from edge_agent.decoders import registry
 from edge_agent.decoders.base import DecodeError
 from edge_agent.profiles import DEFAULT_PROFILES_DIR, load_profile, load_profiles
+from edge_agent.tls import TlsError, key_pem, new_key, signing_request, write_private
 
 app = typer.Typer(help="The Vigie edge agent.", no_args_is_help=True, add_completion=False)
 profiles_app = typer.Typer(help="Device profiles: list and validate.", no_args_is_help=True)
 app.add_typer(profiles_app, name="profiles")
+identity_app = typer.Typer(help="This agent's broker identity.", no_args_is_help=True)
+app.add_typer(identity_app, name="identity")
 
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
 
@@ -56,7 +59,11 @@ async def run_agents(configs: list[AgentConfig]) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    agents = [Agent(config) for config in configs]
+    try:
+        agents = [Agent(config) for config in configs]
+    except TlsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     async with asyncio.TaskGroup() as group:
         for agent in agents:
             group.create_task(agent.run(stop), name=agent.config.agent_id)
@@ -95,10 +102,39 @@ def simulate(
 def check(config: Annotated[Path, typer.Argument(help="The agent's YAML config.")]) -> None:
     """Validate a config file and say what it would run."""
     (loaded,) = _load([config])
+    try:
+        broker_identity(loaded)
+    except TlsError as exc:
+        typer.echo(f"error: {config}: {exc}", err=True)
+        raise typer.Exit(2) from None
+    security = "TLS" if loaded.broker.tls else "PLAINTEXT (lab only)"
     typer.echo(
         f"{config}: ok: agent {loaded.agent_id} ({loaded.kind.value}) at {loaded.site.id}, "
-        f"{len(loaded.devices)} device(s), broker {loaded.broker.host}:{loaded.broker.port}"
+        f"{len(loaded.devices)} device(s), broker {loaded.broker.host}:{loaded.broker.port} "
+        f"({security})"
     )
+
+
+@identity_app.command("request")
+def identity_request(
+    agent_id: Annotated[str, typer.Argument(help="This agent's id (its certificate's name).")],
+    key: Annotated[Path, typer.Option(help="Where to write the new private key (0600).")],
+    csr: Annotated[Path, typer.Option(help="Where to write the signing request.")],
+) -> None:
+    """Make this machine's key and a signing request for 'fleet agent enroll --csr'.
+
+    The key never leaves this machine; only the request (public) travels.
+    """
+    if not IDENTIFIER_RE.match(agent_id):
+        typer.echo(f"error: {agent_id!r} is not a valid agent id", err=True)
+        raise typer.Exit(2)
+    if key.exists():
+        typer.echo(f"error: {key} exists; not replacing a key", err=True)
+        raise typer.Exit(1)
+    private = new_key()
+    write_private(key, key_pem(private))
+    csr.write_bytes(signing_request(agent_id, private))
+    typer.echo(f"key: {key} (keep it here)\nrequest: {csr} (send it to the fleet)")
 
 
 @app.command()

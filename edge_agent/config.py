@@ -20,6 +20,7 @@ from edge_agent.contract import (
 )
 from edge_agent.profiles import DEFAULT_PROFILES_DIR, DeviceProfile, load_profiles
 from edge_agent.simulation.devices import encodable
+from edge_agent.tls import BrokerCredentials
 
 
 class _Section(BaseModel):
@@ -33,7 +34,11 @@ class SiteConfig(_Section):
 
 class BrokerConfig(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
+    port: int = Field(default=8883, ge=1, le=65535)
+    #: TLS and this agent's identity (its certificate from ``fleet agent enroll``).
+    tls: BrokerCredentials | None = None
+    #: Plain MQTT, no identity: only for a lab network, never with health data.
+    allow_plaintext: bool = False
     topic_prefix: str = DEFAULT_PREFIX
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     #: How long a publish may wait for its PUBACK before the connection is rebuilt.
@@ -42,6 +47,15 @@ class BrokerConfig(_Section):
     publish_window: int = Field(default=20, ge=1, le=1000)
     reconnect_initial_s: float = Field(default=1.0, gt=0)
     reconnect_max_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _secure_by_default(self) -> BrokerConfig:
+        if self.tls is None and not self.allow_plaintext:
+            raise ValueError(
+                "broker.tls is required (ca_file, cert_file, key_file from 'fleet agent "
+                "enroll'); set broker.allow_plaintext: true only on a lab network"
+            )
+        return self
 
 
 class DeviceConfig(_Section):
@@ -105,7 +119,7 @@ class AgentConfig(_Section):
     #: Default: open around the clock, so that an offline agent shows as offline, never
     #: as "closed", until someone enters the real hours.
     opening_hours: OpeningHours = Field(default_factory=OpeningHours.always)
-    broker: BrokerConfig = Field(default_factory=BrokerConfig)
+    broker: BrokerConfig
     state_dir: Path
     health_interval_s: float = Field(default=60.0, gt=0)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)

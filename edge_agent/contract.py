@@ -3,8 +3,8 @@
 This module is the only place that builds or parses topics and payloads. Both the
 agent and the fleet import it; `docs/protocol.md` documents it for humans.
 
-Topic tree (``<prefix>`` defaults to ``vigie``; the agent id sits at level 3 so a
-broker ACL pattern ``<prefix>/v1/%c/#`` confines an agent to its own branch)::
+Topic tree (``<prefix>`` defaults to ``vigie``; the agent id sits at level 3 so the
+broker's ACL (:meth:`Topics.agent_grants`) confines each agent to its own branch)::
 
     <prefix>/v1/<agent_id>/state             retained, QoS 1  birth / Last Will
     <prefix>/v1/<agent_id>/reading/<kind>    QoS 1            one instrument reading
@@ -12,6 +12,7 @@ broker ACL pattern ``<prefix>/v1/%c/#`` confines an agent to its own branch)::
     <prefix>/v1/<agent_id>/event             QoS 1            notable things that happened
     <prefix>/v1/<agent_id>/batch             QoS 1            several of the three above
     <prefix>/v1/<agent_id>/ack               QoS 1            fleet -> agent: "stored"
+    <prefix>/v1/<agent_id>/desired/...       retained, QoS 1  fleet -> agent: desired state
 
 Every data payload (reading, health, event) carries the schema version, the agent
 id, a per-agent monotonic sequence number shared by the three channels, and the
@@ -70,7 +71,8 @@ QOS_STATE: Final = 1
 # MQTT wildcards (+ #), level separators (/) and control characters out by construction.
 _IDENT_PATTERN: Final = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 Identifier = Annotated[str, StringConstraints(pattern=_IDENT_PATTERN)]
-_IDENT_RE: Final = re.compile(_IDENT_PATTERN)
+IDENTIFIER_RE: Final = re.compile(_IDENT_PATTERN)
+_IDENT_RE: Final = IDENTIFIER_RE
 _PREFIX_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
@@ -548,9 +550,23 @@ class Topics:
             f"{base}/{Channel.BATCH}",
         ]
 
-    def acl_pattern(self) -> str:
-        """A Mosquitto ACL pattern confining a client (``%c``) to its own branch."""
-        return f"{self.prefix}/{PROTOCOL_LEVEL}/%c/#"
+    def desired(self, agent_id: str) -> str:
+        """The filter for an agent's desired state (configuration, release), fleet -> agent."""
+        return f"{self._base(agent_id)}/desired/#"
+
+    def agent_grants(self, agent_id: str) -> list[tuple[str, str]]:
+        """What the broker lets ``agent_id`` do, as (access, topic filter) pairs: publish
+        its own data, read its own acknowledgements and desired state, nothing else."""
+        base = self._base(agent_id)
+        return [
+            ("write", self.state(agent_id)),
+            ("write", f"{base}/{Channel.READING}/+"),
+            ("write", self.health(agent_id)),
+            ("write", self.event(agent_id)),
+            ("write", self.batch(agent_id)),
+            ("read", self.ack(agent_id)),
+            ("read", self.desired(agent_id)),
+        ]
 
     def parse(self, topic: str) -> ParsedTopic:
         """Split a topic into agent id, channel and reading kind, or raise ContractError."""

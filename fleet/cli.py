@@ -18,16 +18,22 @@ from rich.table import Table
 
 from edge_agent.backoff import backoff_delay
 from edge_agent.contract import READING_FIELDS, DocumentError, ReadingKind, utc_now
+from edge_agent.tls import TlsError
 from fleet.config import CONFIG_ENV, FleetConfig, load_fleet_config
-from fleet.errors import FleetError, InfluxUnavailable
+from fleet.errors import FleetError, InfluxRejected, InfluxUnauthorized, InfluxUnavailable
 from fleet.influx import InfluxClient
 from fleet.ingest import IngestService
 from fleet.presence import AgentStatus
 from fleet.queries import AgentView, Delivery, agent_detail, list_agents, readings
+from fleet.security_cli import agent_app, broker_app, ca_app, db_app
 
 app = typer.Typer(
     help="Vigie fleet: service and technician tools.", no_args_is_help=True, add_completion=False
 )
+app.add_typer(agent_app, name="agent")
+app.add_typer(ca_app, name="ca")
+app.add_typer(broker_app, name="broker")
+app.add_typer(db_app, name="db")
 console = Console()
 err_console = Console(stderr=True)
 log = logging.getLogger("fleet")
@@ -59,7 +65,12 @@ def _config(path: Path | None) -> FleetConfig:
 
 def _influx(config: FleetConfig) -> InfluxClient:
     settings = config.influxdb
-    return InfluxClient(settings.url, settings.database, settings.timeout_s)
+    try:
+        credentials = settings.credentials()
+    except TlsError as exc:
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from None
+    return InfluxClient(settings.url, settings.database, settings.timeout_s, credentials)
 
 
 def _fail(exc: FleetError) -> typer.Exit:
@@ -100,7 +111,18 @@ def _wait_for_influx(client: InfluxClient, stop: threading.Event) -> bool:
     attempt = 0
     while not stop.is_set():
         try:
-            client.create_database()
+            if client.credentials.apply():
+                # A secured server: 'fleet db init' made the database; we only check
+                # that our user may use it, and stop at once if not.
+                client.check_access()
+            else:
+                client.create_database()
+        except InfluxUnauthorized as exc:
+            log.error("%s", exc)  # noqa: TRY400 - the reason is the message, no trace
+            raise typer.Exit(1) from None
+        except InfluxRejected as exc:
+            log.error("%s (has 'fleet db init' been run?)", exc)  # noqa: TRY400
+            raise typer.Exit(1) from None
         except InfluxUnavailable as exc:
             delay = backoff_delay(attempt, 1.0, 30.0, random.Random())
             log.warning("%s; retrying in %.0f s", exc, delay)
@@ -134,7 +156,11 @@ def serve(
     try:
         if not _wait_for_influx(influx, stop):
             return
-        service = IngestService(settings, influx)
+        try:
+            service = IngestService(settings, influx)
+        except TlsError as exc:
+            log.error("%s", exc)  # noqa: TRY400
+            raise typer.Exit(2) from None
         service.start()
         log.info(
             "fleet service %s started (database %s at %s)",
@@ -181,7 +207,7 @@ def agents(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     console.print(", ".join(f"{count} {status.value}" for status, count in counts.items()))
 
 
-@app.command()
+@agent_app.command("show")
 def agent(
     agent_id: Annotated[str, typer.Argument(help="The agent's id.")],
     window: Annotated[str, typer.Option(help="Sequence accounting over: 1h, 24h, 7d...")] = "24h",

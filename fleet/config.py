@@ -7,12 +7,16 @@ import socket
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from edge_agent.contract import DEFAULT_PREFIX, DocumentError, load_yaml_document
+from edge_agent.tls import BrokerCredentials, read_secret
+from fleet.influx import InfluxCredentials
 
 #: Where the CLI looks when no --config is given.
 CONFIG_ENV = "VIGIE_FLEET_CONFIG"
+PASSWORD_ENV = "VIGIE_INFLUX_PASSWORD"  # noqa: S105 - a variable name, not a secret
+TOKEN_ENV = "VIGIE_INFLUX_TOKEN"  # noqa: S105
 
 
 class _Section(BaseModel):
@@ -21,7 +25,11 @@ class _Section(BaseModel):
 
 class MqttSettings(_Section):
     host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
+    port: int = Field(default=8883, ge=1, le=65535)
+    #: TLS and the fleet's identity (its certificate, from ``fleet ca init``).
+    tls: BrokerCredentials | None = None
+    #: Plain MQTT, no identity: only for a lab network, never with health data.
+    allow_plaintext: bool = False
     topic_prefix: str = DEFAULT_PREFIX
     #: Stable and distinct per instance: the broker keeps this instance's session (and
     #: the messages queued for it) under this id while it is down.
@@ -30,11 +38,47 @@ class MqttSettings(_Section):
     share_group: str = Field(default="fleet", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     keepalive_s: int = Field(default=30, ge=5, le=3600)
 
+    @model_validator(mode="after")
+    def _secure_by_default(self) -> MqttSettings:
+        if self.tls is None and not self.allow_plaintext:
+            raise ValueError(
+                "mqtt.tls is required (ca_file, cert_file, key_file from 'fleet ca init'); "
+                "set mqtt.allow_plaintext: true only on a lab network"
+            )
+        return self
+
 
 class InfluxSettings(_Section):
     url: str = "http://127.0.0.1:8086"
     database: str = Field(default="vigie", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     timeout_s: float = Field(default=10.0, gt=0)
+    #: InfluxDB 1.x: a user and a file holding its password ($VIGIE_INFLUX_PASSWORD
+    #: overrides the file). 2.x and 3.x: a file holding a token ($VIGIE_INFLUX_TOKEN).
+    #: Secrets never go in this file or on a command line.
+    username: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    password_file: Path | None = None
+    token_file: Path | None = None
+    #: How long readings, health reports and events are kept (InfluxDB duration;
+    #: applied by 'fleet db init' as the database's default retention policy).
+    retention: str = Field(default="180d", pattern=r"^([1-9][0-9]*(h|d|w)|INF)$")
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> InfluxSettings:
+        if (self.username is None) != (self.password_file is None):
+            raise ValueError("username and password_file go together")
+        if self.username is not None and self.token_file is not None:
+            raise ValueError("give username and password_file, or token_file, not both")
+        return self
+
+    def credentials(self) -> InfluxCredentials:
+        """Read the secret now (file or environment); raises TlsError if unreadable."""
+        if self.token_file is not None or os.environ.get(TOKEN_ENV):
+            return InfluxCredentials(token=read_secret(self.token_file or Path(), TOKEN_ENV))
+        if self.username is not None and self.password_file is not None:
+            return InfluxCredentials(
+                username=self.username, password=read_secret(self.password_file, PASSWORD_ENV)
+            )
+        return InfluxCredentials()
 
 
 class IngestSettings(_Section):
@@ -50,7 +94,7 @@ class IngestSettings(_Section):
 
 class FleetConfig(_Section):
     schema_version: Literal[1]
-    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    mqtt: MqttSettings
     influxdb: InfluxSettings = Field(default_factory=InfluxSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
 

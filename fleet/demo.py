@@ -250,38 +250,52 @@ def run_demo(options: DemoOptions, console: Console) -> None:
     agents_dir.mkdir(parents=True, exist_ok=True)
     for old in agents_dir.glob("*.yaml"):
         old.unlink()
-    paths = []
-    for config in demo_agent_configs(
-        options.booths, options.buses, options.mqtt_port, folder / "agent-state"
-    ):
-        path = agents_dir / f"{config['agent_id']}.yaml"
-        path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
-        paths.append(str(path))
-    fleet_config = folder / "fleet.yaml"
-    fleet_config.write_text(
-        yaml.safe_dump(
-            {
-                "schema_version": 1,
-                "mqtt": {"host": "127.0.0.1", "port": options.mqtt_port, "client_id": "fleet-demo"},
-                "influxdb": {
-                    "url": f"http://127.0.0.1:{options.influx_port}",
-                    "database": DEMO_DATABASE,
-                },
-            },
-            sort_keys=False,
-        )
-    )
-
     # Ctrl-C should interrupt only the live view; the teardown below must not be cut.
     console.print(
-        f"[bold]Starting[/] Mosquitto on {options.mqtt_port} and InfluxDB on "
-        f"{options.influx_port} (data in {folder})"
+        f"[bold]Starting[/] Mosquitto on {options.mqtt_port} (TLS, a certificate per "
+        f"agent) and InfluxDB on {options.influx_port} (authentication on); data in {folder}"
     )
     ready = folder / "fleet.ready"
     ready.unlink(missing_ok=True)
     with contextlib.ExitStack() as stack:  # closed in reverse: agents first, broker last
-        stack.enter_context(Mosquitto(workdir=folder / "mosquitto", port=options.mqtt_port))
-        stack.enter_context(InfluxDB(workdir=folder / "influxdb", port=options.influx_port))
+        broker = stack.enter_context(
+            Mosquitto(workdir=folder / "mosquitto", port=options.mqtt_port, any_prefix=False)
+        )
+        database = stack.enter_context(
+            InfluxDB(workdir=folder / "influxdb", port=options.influx_port)
+        )
+        configs = demo_agent_configs(
+            options.booths, options.buses, options.mqtt_port, folder / "agent-state"
+        )
+        # As 'fleet agent enroll' would: one certificate per agent, the ACL reloaded.
+        identities = broker.enroll(*(config["agent_id"] for config in configs))
+        paths = []
+        for config in configs:
+            config["broker"]["tls"] = identities[config["agent_id"]].as_config()
+            path = agents_dir / f"{config['agent_id']}.yaml"
+            path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False))
+            paths.append(str(path))
+        fleet_config = folder / "fleet.yaml"
+        fleet_config.write_text(
+            yaml.safe_dump(
+                {
+                    "schema_version": 1,
+                    "mqtt": {
+                        "host": "127.0.0.1",
+                        "port": options.mqtt_port,
+                        "client_id": "fleet-demo",
+                        "tls": broker.service_credentials.as_config(),
+                    },
+                    "influxdb": {
+                        "url": database.url,
+                        "database": DEMO_DATABASE,
+                        "username": "fleet",
+                        "password_file": str(database.grant(DEMO_DATABASE, retention="30d")),
+                    },
+                },
+                sort_keys=False,
+            )
+        )
         fleet = stack.enter_context(
             _child(
                 [
@@ -309,9 +323,7 @@ def run_demo(options: DemoOptions, console: Console) -> None:
                 folder / "logs" / "agents.log",
             )
         )
-        client = stack.enter_context(
-            InfluxClient(f"http://127.0.0.1:{options.influx_port}", DEMO_DATABASE)
-        )
+        client = stack.enter_context(database.client(DEMO_DATABASE))
         console.print(
             f"Fleet service and {len(paths)} simulated agents started; logs in "
             f"{folder / 'logs'}. [bold]Ctrl-C[/] to stop."

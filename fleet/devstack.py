@@ -9,6 +9,7 @@ on the same port with the same data, as the chaos tests need.
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -21,7 +22,18 @@ from typing import Self
 
 import httpx
 
+from edge_agent.contract import DEFAULT_PREFIX
+from edge_agent.tls import BrokerCredentials, read_secret, write_private, write_public
+from fleet.broker import (
+    SERVICE_IDENTITY,
+    TECHNICIAN_IDENTITY,
+    BrokerFiles,
+    refresh_broker_files,
+    write_broker_files,
+)
 from fleet.errors import FleetError
+from fleet.influx import InfluxClient, InfluxCredentials, influxql_string, provision
+from fleet.pki import CertificateAuthority, Role
 
 HOST = "127.0.0.1"
 #: The broker settings production uses for delivery (persistence, queues, in-flight
@@ -171,24 +183,105 @@ class _Service:
 
 @dataclass
 class Mosquitto(_Service):
-    """Mosquitto with persistence on, set up like the production broker for delivery."""
+    """Mosquitto set up like the production broker: TLS only, a certificate per client,
+    the generated ACL (``fleet/broker.py``), and the shipped delivery settings.
 
+    Its CA lives in ``<workdir>/pki``; :meth:`enroll` issues identities on demand and
+    reloads the broker, as ``fleet agent enroll`` does in a deployment. ``any_prefix``
+    lets tests that each use their own topic prefix share one broker.
+    """
+
+    any_prefix: bool = True
+    topic_prefix: str = DEFAULT_PREFIX
+    #: Extra ACL blocks by identity (see ``fleet.broker.acl_text``); tests only.
+    extra_grants: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     name = "mosquitto"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        pki = self.workdir / "pki"
+        self.authority = (
+            CertificateAuthority(pki)
+            if (pki / "ca.key").exists()
+            else CertificateAuthority.create(pki, "Vigie test CA")
+        )
+        self.files = BrokerFiles(self.workdir / "tls")
+        self._identities = self.workdir / "identities"
 
     @property
     def url(self) -> str:
-        """The broker's address, e.g. ``mqtt://127.0.0.1:1883``."""
-        return f"mqtt://{self.host}:{self.port}"
+        """The broker's address, e.g. ``mqtts://127.0.0.1:8883``."""
+        return f"mqtts://{self.host}:{self.port}"
+
+    def enroll(self, *names: str, role: Role = Role.AGENT) -> dict[str, BrokerCredentials]:
+        """Certificates for ``names`` (issued once, kept in the workdir); the broker
+        reloads its ACL if any is new."""
+        issued: dict[str, BrokerCredentials] = {}
+        fresh = False
+        for name in names:
+            folder = self._identities / name
+            if not (folder / "client.crt").exists():
+                certificate, key = self.authority.issue(name, role)
+                if key is not None:
+                    write_private(folder / "client.key", key)
+                write_public(folder / "client.crt", certificate)
+                fresh = True
+            issued[name] = BrokerCredentials(
+                ca_file=self.authority.ca_path,
+                cert_file=folder / "client.crt",
+                key_file=folder / "client.key",
+            )
+        if fresh:
+            self.refresh()
+        return issued
+
+    def credentials(self, name: str, role: Role = Role.AGENT) -> BrokerCredentials:
+        return self.enroll(name, role=role)[name]
+
+    @property
+    def service_credentials(self) -> BrokerCredentials:
+        """The fleet service's identity."""
+        return self.credentials(SERVICE_IDENTITY, Role.SERVICE)
+
+    @property
+    def technician_credentials(self) -> BrokerCredentials:
+        """The CLI's identity: reads everything (tests' observers use it)."""
+        return self.credentials(TECHNICIAN_IDENTITY, Role.TECHNICIAN)
+
+    def revoke(self, name: str) -> None:
+        """Revoke ``name`` and reload the broker, as ``fleet agent revoke`` does."""
+        self.authority.revoke(name)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Regenerate the ACL and copy the CRL, then reload a running broker (SIGHUP)."""
+        refresh_broker_files(
+            self.authority,
+            self.files,
+            topic_prefix=self.topic_prefix,
+            any_prefix=self.any_prefix,
+            extra=self.extra_grants,
+        )
+        if self.running and self._process is not None:
+            self._process.send_signal(signal.SIGHUP)
+            # Mosquitto reloads between two turns of its loop; give it that turn.
+            time.sleep(0.3)
 
     def config_text(self) -> str:
         """The ``mosquitto.conf`` this instance runs with (creates its data folder)."""
         data = self.workdir / "data"
         data.mkdir(parents=True, exist_ok=True)
+        write_broker_files(
+            self.authority,
+            self.files,
+            topic_prefix=self.topic_prefix,
+            port=self.port or 0,
+            bind=self.host,
+            any_prefix=self.any_prefix,
+            extra=self.extra_grants,
+        )
         lines = [
-            "per_listener_settings false",
-            f"listener {self.port} {self.host}",
-            # Security (TLS, certificates, ACLs) is the security issue's; local only here.
-            "allow_anonymous true",
+            self.files.config.read_text(),
             f"persistence_location {data}/",
             DELIVERY_SETTINGS.read_text(),
             "log_dest stdout",
@@ -215,11 +308,55 @@ class Mosquitto(_Service):
 
 @dataclass
 class InfluxDB(_Service):
-    """InfluxDB 1.x (Debian's ``influxdb``), every path and port its own."""
+    """InfluxDB 1.x (Debian's ``influxdb``), every path and port its own, with
+    authentication on: an admin user is created at first start (its password in
+    ``<workdir>/admin.password``), and :meth:`grant` makes the fleet's own user."""
 
     rpc_port: int = field(default_factory=free_port)
+    auth: bool = True
     name = "influxd"
     start_timeout_s = 40.0
+    ADMIN = "admin"
+
+    @property
+    def admin_password_file(self) -> Path:
+        return self.workdir / "admin.password"
+
+    @property
+    def admin_credentials(self) -> InfluxCredentials:
+        if not self.auth:
+            return InfluxCredentials()
+        return InfluxCredentials(self.ADMIN, read_secret(self.admin_password_file))
+
+    def client(self, database: str, timeout_s: float = 10.0) -> InfluxClient:
+        """A client with the admin's rights (set-up, and reading back in tests)."""
+        return InfluxClient(self.url, database, timeout_s, self.admin_credentials)
+
+    def start(self) -> None:
+        super().start()
+        if self.auth and not self.admin_password_file.exists():
+            # With no user yet, InfluxDB 1.x accepts exactly this statement anonymously.
+            password = secrets.token_urlsafe(18)
+            with InfluxClient(self.url, "_internal") as anonymous:
+                anonymous.execute(
+                    f"CREATE USER {self.ADMIN} WITH PASSWORD {influxql_string(password)} "
+                    "WITH ALL PRIVILEGES"
+                )
+            write_private(self.admin_password_file, password.encode())
+
+    def grant(self, database: str, user: str = "fleet", retention: str = "INF") -> Path:
+        """Provision ``database`` with ``user`` as its writer; returns the user's
+        password file (created once). What ``fleet db init`` does in a deployment."""
+        password_file = self.workdir / f"{user}.password"
+        if not password_file.exists():
+            write_private(password_file, secrets.token_urlsafe(18).encode())
+        with self.client(database) as admin:
+            provision(
+                admin,
+                retention=retention,
+                writer=(user, read_secret(password_file)) if self.auth else None,
+            )
+        return password_file
 
     @property
     def url(self) -> str:
@@ -259,7 +396,7 @@ bind-address = "{self.host}:{self.rpc_port}"
 [http]
   enabled = true
   bind-address = "{self.host}:{self.port}"
-  auth-enabled = false
+  auth-enabled = {"true" if self.auth else "false"}
   log-enabled = false
   max-row-limit = 0
 
@@ -285,19 +422,41 @@ bind-address = "{self.host}:{self.rpc_port}"
             return False
 
     def create_database(self, name: str) -> None:
-        """Create database ``name`` (a no-op if it exists).
+        """Create database ``name`` (a no-op if it exists), as the admin.
 
         Raises:
-            httpx.HTTPStatusError: InfluxDB refused the statement.
+            FleetError: InfluxDB refused the statement.
         """
-        response = httpx.post(f"{self.url}/query", data={"q": f'CREATE DATABASE "{name}"'})
-        response.raise_for_status()
+        with self.client(name) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
 
     def drop_database(self, name: str) -> None:
         """Drop database ``name`` and all its data (a no-op if it does not exist).
 
         Raises:
-            httpx.HTTPStatusError: InfluxDB refused the statement.
+            FleetError: InfluxDB refused the statement.
         """
-        response = httpx.post(f"{self.url}/query", data={"q": f'DROP DATABASE "{name}"'})
-        response.raise_for_status()
+        with self.client(name) as admin:
+            admin.execute(f'DROP DATABASE "{name}"')
+
+
+def fleet_settings(
+    broker: Mosquitto, influxdb: InfluxDB, database: str, **mqtt: object
+) -> dict[str, object]:
+    """A fleet config (as a dict) for these local services, secured as deployed: the
+    fleet service's certificate and its own InfluxDB user (the database is provisioned)."""
+    return {
+        "schema_version": 1,
+        "mqtt": {
+            "host": broker.host,
+            "port": broker.port,
+            "tls": broker.service_credentials.as_config(),
+            **mqtt,
+        },
+        "influxdb": {
+            "url": influxdb.url,
+            "database": database,
+            "username": "fleet",
+            "password_file": str(influxdb.grant(database)),
+        },
+    }

@@ -46,6 +46,7 @@ from edge_agent.contract import (
     encode,
     seq_ranges,
 )
+from edge_agent.tls import client_context
 from fleet.config import FleetConfig
 from fleet.errors import InfluxRejected, InfluxUnavailable
 from fleet.influx import PointWriter
@@ -228,6 +229,11 @@ class IngestService:
             clean_session=False,  # the broker queues for us while we are away
             manual_ack=True,
         )
+        if settings.tls is not None:
+            client.tls_set_context(client_context(settings.tls))
+            password = settings.tls.password()
+            if settings.tls.username is not None and password is not None:
+                client.username_pw_set(settings.tls.username, password.get_secret_value())
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail

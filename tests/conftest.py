@@ -14,6 +14,10 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from fleet.devstack import InfluxDB, Mosquitto
+from fleet.pki import Role
+
+#: The test identity allowed to publish under any agent's branch (see the fixture).
+PLAYS_ANY_AGENT = "test-publisher"
 
 # Fuzz tests run a bounded number of examples and never fail on timing (no deadline):
 # tests assert behaviour, benchmarks measure speed.
@@ -25,7 +29,14 @@ settings.load_profile("vigie")
 
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    with Mosquitto(workdir=tmp_path_factory.mktemp("mosquitto")) as broker:
+    # TLS, certificates and the generated ACL, as in production; one extra identity
+    # may publish as any agent, for the fleet tests that play many agents at once.
+    broker = Mosquitto(
+        workdir=tmp_path_factory.mktemp("mosquitto"),
+        extra_grants={PLAYS_ANY_AGENT: [("write", "+/v1/+/#")]},
+    )
+    with broker:
+        broker.enroll(PLAYS_ANY_AGENT, role=Role.TECHNICIAN)
         yield broker
 
 
@@ -43,8 +54,8 @@ def mqtt_prefix() -> str:
 
 @pytest.fixture
 def influx_db(influxdb: InfluxDB) -> Iterator[str]:
-    """A fresh database, dropped afterwards."""
+    """A fresh database the fleet user may write to, dropped afterwards."""
     name = f"test_{uuid.uuid4().hex[:10]}"
-    influxdb.create_database(name)
+    influxdb.grant(name)  # creates it, and lets the fleet's own user write to it
     yield name
     influxdb.drop_database(name)

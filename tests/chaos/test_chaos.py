@@ -42,7 +42,9 @@ SEQ_MEASUREMENTS = [AGENT_HEALTH, AGENT_EVENT, *(kind.value for kind in ReadingK
 OUTAGE_S = {"influxdb": 60.0, "bus": 150.0}
 
 
-def agent_config(agent_id: str, port: int, state: Path, kind: str = "booth") -> dict[str, Any]:
+def agent_config(
+    agent_id: str, port: int, state: Path, tls: dict[str, str], kind: str = "booth"
+) -> dict[str, Any]:
     return {
         "schema_version": 1,
         "agent_id": agent_id,
@@ -50,6 +52,7 @@ def agent_config(agent_id: str, port: int, state: Path, kind: str = "booth") -> 
         "kind": kind,
         "broker": {
             "port": port,
+            "tls": tls,
             "keepalive_s": 5,
             "reconnect_initial_s": 0.5,
             "reconnect_max_s": 5,
@@ -98,6 +101,12 @@ class Rig:
     def start(self) -> None:
         self.broker.start()
         self.influxdb.start()
+        # TLS with a certificate per agent, the generated ACL, InfluxDB auth: as deployed.
+        self.tls = {
+            name: credentials.as_config()
+            for name, credentials in self.broker.enroll(*self.agent_ids).items()
+        }
+        password_file = self.influxdb.grant("chaos")
         self.proxy = TcpProxy(self.broker.port or 0)
         self.proxy.start()
         self.fleet_config = self.root / "fleet.yaml"
@@ -105,8 +114,17 @@ class Rig:
             yaml.safe_dump(
                 {
                     "schema_version": 1,
-                    "mqtt": {"port": self.broker.port, "share_group": "chaos"},
-                    "influxdb": {"url": self.influxdb.url, "database": "chaos"},
+                    "mqtt": {
+                        "port": self.broker.port,
+                        "share_group": "chaos",
+                        "tls": self.broker.service_credentials.as_config(),
+                    },
+                    "influxdb": {
+                        "url": self.influxdb.url,
+                        "database": "chaos",
+                        "username": "fleet",
+                        "password_file": str(password_file),
+                    },
                     "ingest": {"batch_max_delay_s": 0.1},
                 }
             )
@@ -115,9 +133,11 @@ class Rig:
             self.start_fleet(name)
         configs = []
         for agent_id in self.agent_ids[:AGENTS_IN_FLEET]:
-            configs.append(self._write(agent_config(agent_id, self.broker.port or 0, self.state)))
+            config = agent_config(agent_id, self.broker.port or 0, self.state, self.tls[agent_id])
+            configs.append(self._write(config))
         assert self.proxy is not None
-        configs.append(self._write(agent_config(BUS, self.proxy.port, self.state, "bus")))
+        bus = agent_config(BUS, self.proxy.port, self.state, self.tls[BUS], "bus")
+        configs.append(self._write(bus))
         self.agents["fleet-of-agents"] = self._spawn(
             "agents", "edge_agent", "simulate", *map(str, configs)
         )
@@ -147,7 +167,7 @@ class Rig:
         wait_until(ready.exists, 60, f"{name} subscribed")
 
     def start_lone(self) -> None:
-        path = self._write(agent_config(LONE, self.broker.port or 0, self.state))
+        path = self._write(agent_config(LONE, self.broker.port or 0, self.state, self.tls[LONE]))
         self.agents[LONE] = self._spawn(LONE, "edge_agent", "run", "--config", str(path))
 
     def seqs_now(self) -> dict[str, int]:
@@ -290,7 +310,7 @@ def test_nothing_is_lost_or_doubled_through_every_failure(rig: Rig) -> None:
     for process in rig.agents.values():
         assert process.wait(60) == 0
     final = rig.seqs_now()
-    with InfluxClient(rig.influxdb.url, "chaos", timeout_s=120) as influx:
+    with rig.influxdb.client("chaos", timeout_s=120) as influx:
         counts = wait_until(
             lambda: (
                 (c := stored(influx))

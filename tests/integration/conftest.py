@@ -18,10 +18,23 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge_agent.tls import BrokerCredentials, client_context
 from fleet.devstack import InfluxDB, Mosquitto
 from fleet.influx import InfluxClient
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def mqtt_client(
+    mosquitto: Mosquitto,
+    client_id: str,
+    credentials: BrokerCredentials | None = None,
+    protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv311,
+) -> mqtt.Client:
+    """A paho client over TLS, by default with the CLI's identity (reads everything)."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+    client.tls_set_context(client_context(credentials or mosquitto.technician_credentials))
+    return client
 
 
 def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
@@ -90,8 +103,7 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 
 @pytest.fixture
 def influx(influxdb: InfluxDB, influx_db: str) -> Iterator[InfluxClient]:
-    with InfluxClient(influxdb.url, influx_db) as client:
-        client.create_database()
+    with influxdb.client(influx_db) as client:
         yield client
 
 
@@ -110,8 +122,14 @@ def fleet_config(
                     "topic_prefix": mqtt_prefix,
                     "client_id": f"fleet-{mqtt_prefix}",
                     "share_group": mqtt_prefix,
+                    "tls": mosquitto.service_credentials.as_config(),
                 },
-                "influxdb": {"url": influxdb.url, "database": influx_db},
+                "influxdb": {
+                    "url": influxdb.url,
+                    "database": influx_db,
+                    "username": "fleet",
+                    "password_file": str(influxdb.grant(influx_db)),
+                },
                 "ingest": {"batch_max_delay_s": 0.05},
             }
         )
@@ -136,6 +154,7 @@ def agent_config(tmp_path: Path, mosquitto: Mosquitto, mqtt_prefix: str) -> Agen
                 "host": mosquitto.host,
                 "port": mosquitto.port,
                 "topic_prefix": mqtt_prefix,
+                "tls": mosquitto.credentials(agent_id).as_config(),
                 "keepalive_s": 5,
                 "reconnect_initial_s": 0.2,
                 "reconnect_max_s": 2,
@@ -164,11 +183,11 @@ class Tap:
         self.messages: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"tap-{prefix}")
+        self._client = mqtt_client(mosquitto, f"tap-{prefix}")
         self._client.on_connect = lambda c, *_: c.subscribe(f"{prefix}/v1/+/#", qos=1)
         self._client.on_subscribe = lambda *_: self._subscribed.set()
         self._client.on_message = self._on_message
-        self._client.connect(mosquitto.host, mosquitto.port)
+        self._client.connect(mosquitto.host, mosquitto.port or 0)
         self._client.loop_start()
         assert self._subscribed.wait(10), "tap could not subscribe"
 

@@ -52,11 +52,14 @@ def test_check_describes_a_good_config(agent_config: AgentFactory) -> None:
     assert done.returncode == 0, done.stderr
     assert "agent booth-x (booth)" in done.stdout
     assert "2 device(s)" in done.stdout
+    assert "(TLS)" in done.stdout
 
 
 def test_a_malformed_fleet_config_names_file_field_and_reason(tmp_path: Path) -> None:
     path = tmp_path / "fleet.yaml"
-    path.write_text("schema_version: 1\ninfluxdb: {url: 5, databse: x}\n")
+    path.write_text(
+        "schema_version: 1\nmqtt: {allow_plaintext: true}\ninfluxdb: {url: 5, databse: x}\n"
+    )
     for command in (("fleet", "serve"), ("fleet", "agents")):
         done = run(*command, "--config", str(path))
         assert done.returncode == 2
@@ -86,6 +89,7 @@ def test_unreachable_influxdb_is_one_clear_line_for_the_cli(tmp_path: Path) -> N
         yaml.safe_dump(
             {
                 "schema_version": 1,
+                "mqtt": {"allow_plaintext": True},
                 "influxdb": {"url": f"http://127.0.0.1:{free_port()}", "timeout_s": 2},
             }
         )
@@ -105,6 +109,7 @@ def test_the_service_waits_for_an_unreachable_influxdb_and_stops_cleanly(
         yaml.safe_dump(
             {
                 "schema_version": 1,
+                "mqtt": {"allow_plaintext": True},
                 "influxdb": {"url": f"http://127.0.0.1:{free_port()}", "timeout_s": 1},
             }
         )

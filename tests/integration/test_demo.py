@@ -14,7 +14,6 @@ import pytest
 from edge_agent.contract import utc_now
 from fleet.demo import DEMO_DATABASE
 from fleet.devstack import InfluxDB, free_port
-from fleet.influx import InfluxClient
 from fleet.queries import list_agents
 
 from .conftest import REPO, Processes, wait_until
@@ -78,11 +77,17 @@ def test_the_demo_shows_its_fleet_and_stops_everything_on_ctrl_c(
     assert "Stopped." in processes.log("demo")
     assert children_using(folder) == []
     assert "Traceback" not in (folder / "logs" / "fleet.log").read_text()
+    # Secure by default: the demo ran with TLS, per-agent certificates and InfluxDB auth.
+    broker_config = (folder / "mosquitto" / "mosquitto.conf").read_text()
+    assert "require_certificate true" in broker_config
+    assert "allow_anonymous false" in broker_config
+    assert "user booth-01" in (folder / "mosquitto" / "tls" / "acl").read_text()
+    assert "auth-enabled = true" in (folder / "influxdb" / "influxdb.conf").read_text()
     # The agents said goodbye before the fleet and the broker went away: reopen the
     # demo's own InfluxDB data and find every agent recorded offline.
     with (
         InfluxDB(workdir=folder / "influxdb") as reopened,
-        InfluxClient(reopened.url, DEMO_DATABASE) as influx,
+        reopened.client(DEMO_DATABASE) as influx,
     ):
         views = list_agents(influx, utc_now())
     # Offline, or closed for booths outside their opening hours: never online.

@@ -222,8 +222,14 @@ def test_an_agent_rides_out_a_broker_crash_without_losing_anything(
                         "port": broker.port,
                         "topic_prefix": mqtt_prefix,
                         "client_id": f"fleet-{mqtt_prefix}",
+                        "tls": broker.service_credentials.as_config(),
                     },
-                    "influxdb": {"url": influxdb.url, "database": influx.database},
+                    "influxdb": {
+                        "url": influxdb.url,
+                        "database": influx.database,
+                        "username": "fleet",
+                        "password_file": str(influxdb.grant(influx.database)),
+                    },
                     "ingest": {"batch_max_delay_s": 0.05},
                 }
             )
@@ -232,6 +238,7 @@ def test_an_agent_rides_out_a_broker_crash_without_losing_anything(
         agent_yaml = agent_config("booth-c")
         settings = yaml.safe_load(agent_yaml.read_text())
         settings["broker"]["port"] = broker.port
+        settings["broker"]["tls"] = broker.credentials("booth-c").as_config()  # its own CA
         agent_yaml.write_text(yaml.safe_dump(settings))
         agent = processes.start("agent", "-m", "edge_agent", "run", "--config", str(agent_yaml))
         wait_until(lambda: len(stored_seqs(influx, "booth-c")) >= 10, 60, "first readings")
@@ -311,6 +318,7 @@ def test_byte_level_instruments_reach_influxdb_with_source_times_and_privacy(
     agent_config: AgentFactory,
     influx: InfluxClient,
     tap: Tap,
+    mqtt_prefix: str,
 ) -> None:
     """Simulated devices that speak their profile's bytes (BLE characteristics, Nonin
     DF2 packets, A&D lines, Tanita records, NMEA sentences) go through the agent's real
@@ -370,7 +378,12 @@ def test_byte_level_instruments_reach_influxdb_with_source_times_and_privacy(
     assert rows["thermo"]["context"] == "temperature_type=tympanum"
     assert rows["gps"]["speed"] >= 0
     # Tanita records carry the person's id, sex and age; none of it leaves the agent.
-    compositions = [body for topic, body in tap.messages if topic.endswith("body_composition")]
+    # (Sent alone or inside a batch, depending on how the outbox was draining.)
+    sent = [
+        body for topic, body in tap.messages if topic.startswith(f"{mqtt_prefix}/v1/bus-bytes/")
+    ]
+    sent += [inner for body in sent for inner in body.get("messages", [])]
+    compositions = [body for body in sent if body.get("kind") == "body_composition"]
     assert compositions
     for body in compositions:
         text = json.dumps(body)

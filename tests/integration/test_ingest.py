@@ -9,7 +9,6 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.contract import (
     MAX_PAYLOAD_BYTES,
@@ -26,10 +25,11 @@ from fleet.influx import InfluxClient
 from fleet.ingest import IngestService
 from fleet.lineprotocol import Point
 from fleet.points import ns
+from tests.conftest import PLAYS_ANY_AGENT
 from tests.grafana_queries import dashboard_queries, runnable
 from tests.samples import every_kind_of_message
 
-from .conftest import wait_until
+from .conftest import mqtt_client, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +45,7 @@ def service(
             "schema_version": 1,
             "mqtt": {
                 "port": mosquitto.port,
+                "tls": mosquitto.service_credentials.as_config(),
                 "topic_prefix": mqtt_prefix,
                 "client_id": f"fleet-{mqtt_prefix}",
                 "share_group": mqtt_prefix,
@@ -62,8 +63,8 @@ def service(
 
 @pytest.fixture
 def publisher(mosquitto: Mosquitto) -> Iterator[mqtt.Client]:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2)
-    client.connect(mosquitto.host, mosquitto.port)
+    client = mqtt_client(mosquitto, "test-publisher", mosquitto.credentials(PLAYS_ANY_AGENT))
+    client.connect(mosquitto.host, mosquitto.port or 0)
     client.loop_start()
     yield client
     client.disconnect()
@@ -263,6 +264,7 @@ def test_nothing_is_acknowledged_while_influxdb_is_down_and_all_arrives_after(
             "schema_version": 1,
             "mqtt": {
                 "port": mosquitto.port,
+                "tls": mosquitto.service_credentials.as_config(),
                 "topic_prefix": mqtt_prefix,
                 "client_id": f"fleet-{mqtt_prefix}",
                 "share_group": mqtt_prefix,
@@ -271,7 +273,7 @@ def test_nothing_is_acknowledged_while_influxdb_is_down_and_all_arrives_after(
             "ingest": {"batch_max_delay_s": 0.05},
         }
     )
-    with InfluxClient(database.url, "vigie") as influx:
+    with database.client("vigie") as influx:
         influx.create_database()
         first = IngestService(config, influx)
         first.start()
@@ -320,6 +322,7 @@ def test_with_a_spill_the_fleet_confirms_during_an_outage_and_stores_everything_
             "schema_version": 1,
             "mqtt": {
                 "port": mosquitto.port,
+                "tls": mosquitto.service_credentials.as_config(),
                 "topic_prefix": mqtt_prefix,
                 "client_id": f"fleet-{mqtt_prefix}",
                 "share_group": mqtt_prefix,
@@ -329,14 +332,14 @@ def test_with_a_spill_the_fleet_confirms_during_an_outage_and_stores_everything_
         }
     )
     confirmed: list[int] = []
-    listener = mqtt.Client(CallbackAPIVersion.VERSION2)
+    listener = mqtt_client(mosquitto, f"listener-{mqtt_prefix}")
     listener.on_message = lambda _c, _u, m: confirmed.extend(
         StoredAck.model_validate_json(m.payload).seqs()
     )
-    listener.connect(mosquitto.host, mosquitto.port)
+    listener.connect(mosquitto.host, mosquitto.port or 0)
     listener.subscribe(Topics(mqtt_prefix).ack("booth-1"), qos=1)
     listener.loop_start()
-    with InfluxClient(database.url, "vigie") as influx:
+    with database.client("vigie") as influx:
         influx.create_database()
         service = IngestService(config, influx)
         service.start()

@@ -12,6 +12,7 @@ from edge_agent.config import AgentConfig
 def make_agent(tmp_path: Path, **overrides: object) -> Agent:
     config: dict[str, object] = {
         "schema_version": 1,
+        "broker": {"allow_plaintext": True},  # no broker in a unit test
         "agent_id": "bus-1",
         "site": {"id": "bus", "name": "Bus"},
         "kind": "bus",

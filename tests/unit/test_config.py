@@ -10,11 +10,14 @@ from edge_agent.config import load_agent_config
 from edge_agent.contract import DocumentError
 from fleet.config import load_fleet_config
 
+TLS = "tls: {ca_file: ca.crt, cert_file: client.crt, key_file: client.key}"
 GOOD = """
 schema_version: 1
 agent_id: booth-01
 site: {id: mairie-bellevue, name: "Mairie de quartier Bellevue"}
 kind: booth
+broker:
+  tls: {ca_file: ca.crt, cert_file: client.crt, key_file: client.key}
 state_dir: /tmp/x
 opening_hours: {timezone: Europe/Paris, week: {mon: ["08:30-16:45"]}}
 devices:
@@ -32,7 +35,8 @@ def test_a_good_config_loads(tmp_path: Path) -> None:
     config = load_agent_config(write(tmp_path, GOOD))
     assert config.agent_id == "booth-01"
     assert config.devices[0].interval_s == 20
-    assert config.broker.port == 1883
+    assert config.broker.port == 8883
+    assert config.broker.tls is not None
 
 
 @pytest.mark.parametrize(
@@ -44,6 +48,9 @@ def test_a_good_config_loads(tmp_path: Path) -> None:
         (("kind: booth", "kind: booth\ncolour: red"), "colour", "Extra inputs"),
         (("schema_version: 1", "schema_version: 2"), "schema_version", "Input should be 1"),
         (('"08:30-16:45"', '"8h-17h"'), "opening_hours.week", "HH:MM-HH:MM"),
+        # Secure by default: no TLS section is an error, not a silent plain connection.
+        ((TLS, "keepalive_s: 30"), "broker", "broker.tls is required"),
+        ((", key_file: client.key", ""), "broker.tls", "go together"),
     ],
 )
 def test_errors_name_file_field_and_reason(
@@ -75,11 +82,18 @@ def test_unreadable_and_non_yaml_files(tmp_path: Path) -> None:
 
 def test_fleet_config_defaults_and_errors(tmp_path: Path) -> None:
     path = tmp_path / "fleet.yaml"
-    path.write_text("schema_version: 1\ninfluxdb: {database: vigie}\n")
+    path.write_text("schema_version: 1\nmqtt: {allow_plaintext: true}\n")
     config = load_fleet_config(path)
     assert config.mqtt.share_group == "fleet"
-    path.write_text("schema_version: 1\nmqtt: {port: 99999}\n")
+    assert config.influxdb.retention == "180d"
+    path.write_text("schema_version: 1\nmqtt: {port: 99999, allow_plaintext: true}\n")
     with pytest.raises(DocumentError, match=r"mqtt\.port"):
+        load_fleet_config(path)
+    path.write_text("schema_version: 1\nmqtt: {port: 8883}\n")
+    with pytest.raises(DocumentError, match=r"mqtt\.tls is required"):
+        load_fleet_config(path)
+    path.write_text("schema_version: 1\nmqtt: {allow_plaintext: true}\ninfluxdb: {username: f}\n")
+    with pytest.raises(DocumentError, match="username and password_file go together"):
         load_fleet_config(path)
 
 

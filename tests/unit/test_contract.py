@@ -57,7 +57,16 @@ def test_topics_put_the_agent_id_at_a_fixed_level() -> None:
         "vigie/v1/+/event",
         "vigie/v1/+/batch",
     ]
-    assert T.acl_pattern() == "vigie/v1/%c/#"
+    grants = T.agent_grants("bus-1")
+    # Everything an agent publishes is under its own branch, and it may read only its
+    # acknowledgements and desired state: never another agent's, never write its acks.
+    assert all(topic.startswith("vigie/v1/bus-1/") for _, topic in grants)
+    writes = {topic for access, topic in grants if access == "write"}
+    assert set(T.from_agents()) == {w.replace("/bus-1/", "/+/") for w in writes}
+    assert {topic for access, topic in grants if access == "read"} == {
+        "vigie/v1/bus-1/ack",
+        "vigie/v1/bus-1/desired/#",
+    }
 
 
 @pytest.mark.parametrize("agent_id", ["a/b", "a+", "#", "A", "", "a b", "x\x00", "é"])

@@ -23,6 +23,7 @@ def _agent(tmp_path: Path, **device: object) -> Agent:
     config = AgentConfig.model_validate(
         {
             "schema_version": 1,
+            "broker": {"allow_plaintext": True},  # no broker in a unit test
             "agent_id": "bus-1",
             "site": {"id": "bus-1", "name": "Bus"},
             "kind": "bus",

@@ -112,6 +112,7 @@ def test_ble_profiles_check_uuids_and_writes(tmp_path: Path) -> None:
 def _agent(tmp_path: Path, device: dict[str, object]) -> Path:
     document = {
         "schema_version": 1,
+        "broker": {"allow_plaintext": True},  # no broker in a unit test
         "agent_id": "bus-1",
         "site": {"id": "bus-1", "name": "Bus"},
         "kind": "bus",
