@@ -146,6 +146,7 @@ def write_broker_files(
     hostnames: tuple[str, ...] = ("localhost", "127.0.0.1"),
     any_prefix: bool = False,
     extra: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    installed: Path | None = None,
 ) -> None:
     """Write (or refresh) everything the broker needs; the server certificate is
     issued once and kept, the CA, CRL and ACL are copied fresh every time."""
@@ -157,7 +158,10 @@ def write_broker_files(
     refresh_broker_files(
         authority, files, topic_prefix=topic_prefix, any_prefix=any_prefix, extra=extra
     )
-    write_public(files.config, listener_text(files, port, bind).encode())
+    # The configuration names the files where the broker will read them (Ansible copies
+    # the folder to /etc/mosquitto/vigie), which may not be where they are written.
+    where = BrokerFiles(installed) if installed is not None else files
+    write_public(files.config, listener_text(where, port, bind).encode())
 
 
 def refresh_broker_files(

@@ -277,6 +277,10 @@ def broker_config(
         list[str] | None,
         typer.Option(help="Names agents use to reach the broker (repeat).", show_default=False),
     ] = None,
+    install_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where the broker will read these files (default: --out)."),
+    ] = None,
 ) -> None:
     """Write the broker's TLS listener, ACL, CRL, CA and server certificate.
 
@@ -292,6 +296,7 @@ def broker_config(
             port=port,
             bind=bind,
             hostnames=names,
+            installed=install_dir,
         )
     except (PkiError, ValueError) as exc:
         raise fail(str(exc)) from None

@@ -1,0 +1,118 @@
+"""Every entry point that takes outside data refuses bad input with a typed error and
+a reason, and nothing else: fuzzed with hypothesis (bounded, see tests/conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge_agent.config import load_agent_config
+from edge_agent.contract import MAX_PAYLOAD_BYTES, ContractError, DocumentError, Topics, decode
+from edge_agent.profiles import load_profile
+from fleet.config import load_fleet_config
+from tests.samples import every_kind_of_message
+
+TOPICS = Topics("vigie")
+LEVEL = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
+TOPIC = st.one_of(
+    st.lists(LEVEL, min_size=1, max_size=7).map("/".join),
+    st.builds(lambda a, rest: f"vigie/v1/{a}/{rest}", LEVEL, LEVEL),
+)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5)
+    ),
+    max_leaves=20,
+)
+
+
+def _mutated_messages() -> st.SearchStrategy[tuple[str, bytes]]:
+    """Real messages with one field replaced by anything JSON can hold."""
+    samples = [
+        (TOPICS.topic_for(m), json.loads(m.model_dump_json())) for m in every_kind_of_message()
+    ]
+
+    def mutate(sample: tuple[str, dict[str, Any]], key_index: int, value: Any) -> tuple[str, bytes]:
+        topic, body = sample
+        keys = sorted(body)
+        body = {**body, keys[key_index % len(keys)]: value}
+        return topic, json.dumps(body).encode()
+
+    return st.builds(mutate, st.sampled_from(samples), st.integers(0, 50), JSON)
+
+
+def _rejection(call: Callable[[], object]) -> ContractError | None:
+    """The typed rejection, or None if accepted; any other exception fails the test."""
+    try:
+        call()
+    except ContractError as exc:
+        return exc
+    return None
+
+
+@given(topic=TOPIC, payload=st.binary(max_size=300))
+def test_any_topic_and_payload_is_a_message_or_a_typed_rejection(
+    topic: str, payload: bytes
+) -> None:
+    rejection = _rejection(lambda: decode(TOPICS, topic, payload))
+    # Every rejection says why (the fleet counts them per reason).
+    assert rejection is None or rejection.reason
+
+
+@given(sample=_mutated_messages())
+def test_real_messages_with_a_field_replaced_are_accepted_or_rejected_cleanly(
+    sample: tuple[str, bytes],
+) -> None:
+    topic, payload = sample
+    rejection = _rejection(lambda: decode(TOPICS, topic, payload))
+    assert rejection is None or rejection.reason
+
+
+@pytest.mark.parametrize("level", ["+", "#", "a/b", "a\x00", "a\x1b", "A", "", " a"])
+def test_agent_ids_that_are_not_one_plain_topic_level_are_refused(level: str) -> None:
+    with pytest.raises(ValueError, match="agent id"):
+        TOPICS.state(level)
+    with pytest.raises(ContractError):
+        decode(TOPICS, f"vigie/v1/{level}/health", b"{}")
+
+
+def test_an_oversized_payload_is_refused_before_parsing() -> None:
+    # Not even JSON: were it parsed, the error would be about the syntax.
+    payload = b"{" * (MAX_PAYLOAD_BYTES + 1)
+    with pytest.raises(ContractError) as info:
+        decode(TOPICS, "vigie/v1/booth-1/health", payload)
+    assert info.value.reason.value == "oversized"
+
+
+LOADERS: list[tuple[str, Callable[[Path], object]]] = [
+    ("agent config", load_agent_config),
+    ("fleet config", load_fleet_config),
+    ("device profile", load_profile),
+]
+
+
+@pytest.mark.parametrize(("what", "load"), LOADERS, ids=[name for name, _ in LOADERS])
+@given(document=JSON | st.text(max_size=200))
+def test_config_and_profile_files_are_loaded_or_refused_with_the_file_named(
+    what: str, load: Callable[[Path], object], document: object
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "p.yaml"
+        text = document if isinstance(document, str) else yaml.safe_dump(document)
+        path.write_text(text)
+        try:
+            load(path)
+        except DocumentError as exc:
+            refused: DocumentError | None = exc
+        else:
+            refused = None
+    assert refused is None or str(path) in str(refused), what
