@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from edge_agent import __version__
 from edge_agent.backoff import backoff_delay
 from edge_agent.config import AgentConfig, device_profiles
+from edge_agent.consultation import current_consultation
 from edge_agent.contract import (
     MAX_PAYLOAD_BYTES,
     QOS_DATA,
@@ -72,6 +73,8 @@ _ENVELOPE_BYTES = 200
 INSTRUMENT_RESTART_S = 30.0
 #: At most one outbox-overflow event a minute.
 _OVERFLOW_REPORT_S = 60.0
+#: At most one log line this often about publishes the broker refuses.
+_REFUSAL_LOG_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +85,24 @@ class _Packet:
     payload: bytes
     seqs: list[int]
     resent: int
+
+
+class _RefusalCountingClient(aiomqtt.Client):
+    """aiomqtt discards a PUBACK's reason code; over MQTT 5 it is how the broker says
+    it refused a publish (its ACL, e.g. a certificate for another agent). We count it:
+    such a message is never confirmed and stays in the outbox, so a refusal must show.
+    Overrides aiomqtt's (private) PUBACK hook, then lets it do its own work."""
+
+    def __init__(self, on_refused: Callable[[str], None], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_refused = on_refused
+
+    def _on_publish(
+        self, client: Any, userdata: Any, mid: int, reason_code: Any, properties: Any
+    ) -> None:
+        if getattr(reason_code, "is_failure", False):
+            self._on_refused(str(reason_code))
+        super()._on_publish(client, userdata, mid, reason_code, properties)
 
 
 def broker_identity(config: AgentConfig) -> dict[str, Any]:
@@ -136,6 +157,9 @@ class Agent:
         ]
         self.connected = asyncio.Event()
         self.resent = 0
+        #: Publishes the broker refused (MQTT 5 reason code), since the agent started.
+        self.refused = 0
+        self._last_refusal_log = -_REFUSAL_LOG_S
         delivery = self.config.delivery
         self._pace = TokenBucket(delivery.drain_rate_per_s, delivery.drain_burst)
         #: Sent on this connection, not yet confirmed by the fleet.
@@ -145,6 +169,7 @@ class Agent:
         self._reported_drops = 0
         self._last_overflow_report = -_OVERFLOW_REPORT_S
         self._started = time.monotonic()
+        self._refused_consultation: str | None = None
 
     # --- producers --------------------------------------------------------------------
 
@@ -185,11 +210,18 @@ class Agent:
         self, instrument: Instrument, draft: ReadingDraft, received_at: datetime
     ) -> Reading | None:
         """Queue the reading a decoder produced; None if it breaks the contract."""
+        consultation = current_consultation(self.config.consultation_file)
+        if consultation.refused is not None and consultation.refused != self._refused_consultation:
+            # Once per distinct problem; the file's content itself is never sent or logged.
+            log.warning("consultation id not used: %s", consultation.refused)
+            self.record_event("consultation_id_refused", Severity.WARNING, consultation.refused)
+        self._refused_consultation = consultation.refused
         origin = ReadingOrigin(
             agent_id=self.config.agent_id,
             device_id=instrument.id,
             source=instrument.source(),
             timezone=self.timezone,
+            consultation_id=consultation.consultation_id,
         )
         try:
             # Built before it takes a sequence number, so a refused draft leaves no gap.
@@ -245,6 +277,7 @@ class Agent:
                 backlog_messages=backlog.messages,
                 backlog_oldest_s=round(backlog.oldest_age_s, 3),
                 resent_messages=self.resent,
+                refused_messages=self.refused,
                 dropped_messages=self.outbox.dropped,
             )
         )
@@ -321,6 +354,19 @@ class Agent:
 
     # --- sender -----------------------------------------------------------------------
 
+    def _on_refused(self, reason: str) -> None:
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._last_refusal_log >= _REFUSAL_LOG_S:
+            self._last_refusal_log = now
+            log.error(
+                "%s: the broker refused %d message(s) so far (%s): check that this "
+                "agent's certificate is its own and the broker's ACL (fleet agent enroll)",
+                self.config.agent_id,
+                self.refused,
+                reason,
+            )
+
     def _birth(self, session: int) -> AgentState:
         config = self.config
         return AgentState(
@@ -341,9 +387,12 @@ class Agent:
     def _client(self, session: int) -> aiomqtt.Client:
         broker = self.config.broker
         last_will = AgentState(agent_id=self.config.agent_id, online=False, session=session)
-        client = aiomqtt.Client(
+        client = _RefusalCountingClient(
+            self._on_refused,
             broker.host,
             broker.port,
+            # MQTT 5: a PUBACK then says when the broker refused a publish (ACL).
+            protocol=aiomqtt.ProtocolVersion.V5,
             # A stable client id: the broker can then tell a reconnection from a newcomer
             # and drop the stale connection of the same agent.
             identifier=self.config.agent_id,

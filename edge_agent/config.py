@@ -128,6 +128,9 @@ class AgentConfig(_Section):
     #: Where the device profiles are; by default the source checkout's
     #: ``device_profiles/`` (deployments install them in /etc/vigie/device_profiles).
     profiles_dir: Path = DEFAULT_PROFILES_DIR
+    #: A file the booth's teleconsultation software writes while a consultation is in
+    #: progress, holding the consultation's opaque id (see edge_agent/consultation.py).
+    consultation_file: Path | None = None
 
     @model_validator(mode="after")
     def _unique_devices(self) -> AgentConfig:

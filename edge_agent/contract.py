@@ -324,6 +324,27 @@ ShortText = Annotated[str, StringConstraints(max_length=200)]
 FlagName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 
 
+_CONSULTATION_RE: Final = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+
+
+def check_consultation_id(value: str) -> str:
+    """An opaque consultation id, or ValueError saying why not (without echoing it).
+
+    The booth's software supplies it so that readings can be grouped per consultation.
+    It must be opaque: a UUID or a random token, never something that identifies the
+    patient. Long runs of digits only (a social-security number, a phone number) are
+    refused for that reason, and so is anything with ``@`` (an e-mail address).
+    """
+    if not _CONSULTATION_RE.match(value):
+        raise ValueError("a consultation id is 8 to 64 letters, digits, '-' or '_'")
+    if value.isdigit() and len(value) >= 10:
+        raise ValueError("a consultation id made only of digits may be a personal number")
+    return value
+
+
+ConsultationId = Annotated[str, AfterValidator(check_consultation_id)]
+
+
 class DeviceSource(_Model):
     """Which physical instrument a reading came from (never who was measured)."""
 
@@ -359,6 +380,9 @@ class Reading(_DataMessage):
     quality: list[FlagName] = Field(default_factory=list, max_length=32)
     #: Descriptive strings that qualify the reading: ``temperature_type: tympanum``.
     context: dict[FlagName, ShortText] = Field(default_factory=dict, max_length=16)
+    #: The consultation in progress when the reading was taken, as the booth's
+    #: software named it (opaque; see docs/security.md). None outside consultations.
+    consultation_id: ConsultationId | None = None
 
     @model_validator(mode="after")
     def _fields_match_kind(self) -> Reading:
@@ -416,6 +440,8 @@ class HealthReport(_DataMessage):
     #: dropped because the outbox reached its disk budget.
     resent_messages: int = Field(default=0, ge=0)
     dropped_messages: int = Field(default=0, ge=0)
+    #: Messages the broker refused to take (not authorised by its ACL).
+    refused_messages: int = Field(default=0, ge=0)
 
 
 class Event(_DataMessage):

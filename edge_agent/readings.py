@@ -36,6 +36,8 @@ class ReadingOrigin:
     source: DeviceSource | None
     #: The site's time zone: device clocks show local time without a zone.
     timezone: ZoneInfo
+    #: The consultation in progress (opaque id from the booth's software), if any.
+    consultation_id: str | None = None
 
 
 def device_time_utc(local: datetime, zone: ZoneInfo) -> datetime | None:
@@ -100,4 +102,5 @@ def build_reading(
         source=origin.source,
         quality=sorted(set(quality)),
         context=dict(draft.context),
+        consultation_id=origin.consultation_id,
     )

@@ -341,7 +341,8 @@ def describe_backlog(health: dict[str, Any]) -> str:
         f"agent backlog: {health.get('backlog_messages') or 0} messages, oldest "
         f"{health.get('backlog_oldest_s') or 0:.0f} s; resent "
         f"{health.get('resent_messages') or 0}, dropped over budget "
-        f"{health.get('dropped_messages') or 0}"
+        f"{health.get('dropped_messages') or 0}, refused by the broker "
+        f"{health.get('refused_messages') or 0}"
     )
 
 

@@ -79,6 +79,7 @@ _READING_EXTRAS: Final = (
     "address",
     "serial_number",
     "device_clock_offset_s",
+    "consultation_id",
 )
 
 #: Every measurement the fleet writes and the fields (and tags) it may carry: the
@@ -102,6 +103,7 @@ SCHEMA: Final[dict[str, frozenset[str]]] = {
             "backlog_oldest_s",
             "resent_messages",
             "dropped_messages",
+            "refused_messages",
         }
     ),
     DEVICE_STATUS: frozenset(
@@ -174,6 +176,9 @@ def reading_points(message: Reading, received_ns: int, historical: bool = False)
         fields["quality"] = ";".join(sorted(message.quality))
     if message.context:
         fields["context"] = _pairs(message.context)
+    if message.consultation_id is not None:
+        # A field, not a tag: one value per consultation would grow the series index.
+        fields["consultation_id"] = message.consultation_id
     if message.source is not None:
         fields["profile"] = message.source.profile
         fields["address"] = message.source.address
@@ -203,6 +208,7 @@ def health_points(message: HealthReport, received_ns: int, historical: bool = Fa
         "backlog_oldest_s": message.backlog_oldest_s,
         "resent_messages": message.resent_messages,
         "dropped_messages": message.dropped_messages,
+        "refused_messages": message.refused_messages,
     }
     points = [Point(AGENT_HEALTH, fields, at, {"agent_id": message.agent_id})]
     for device in message.devices:

@@ -305,3 +305,26 @@ def test_the_fleet_writes_with_its_credentials_and_fails_clearly_with_wrong_ones
     # With the right ones it runs, and its log never shows the secret.
     processes.start_fleet(fleet_config)
     assert secret not in processes.log("fleet")
+
+
+def test_revoking_a_connected_agent_cuts_it_off_at_once_and_it_counts_the_refusals(
+    processes: Processes,
+    fleet_config: Path,
+    agent_config: AgentFactory,
+    influx: InfluxClient,
+    mosquitto: Mosquitto,
+) -> None:
+    """The ACL block goes at the reload, so even the open connection can publish no
+    more; the agent counts what the broker refuses (MQTT 5 PUBACK) and says so."""
+    processes.start_fleet(fleet_config)
+    processes.start("agent", "-m", "edge_agent", "run", "--config", str(agent_config("sec-cut")))
+    query = "SELECT seq FROM blood_pressure WHERE agent_id = 'sec-cut'"
+    wait_until(lambda: influx.query(query), 60, "readings before the revocation")
+    mosquitto.revoke("sec-cut")
+    revoked_ns = time.time_ns()
+    wait_until(
+        lambda: "the broker refused" in processes.log("agent"), 30, "the agent to count refusals"
+    )
+    time.sleep(2)  # anything accepted before the reload has been stored by now
+    late = influx.query(f"{query} AND time > {revoked_ns + 1_000_000_000}")
+    assert not late, late
