@@ -8,6 +8,7 @@ when ``--csr`` is used (``edge-agent identity request``), which is the recommend
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -325,10 +326,11 @@ def db_init(
 
     Passwords come from files or the environment, never the command line.
     """
+    if admin_password_file is None and not os.environ.get(ADMIN_PASSWORD_ENV):
+        raise fail(f"give an admin's password: --admin-password-file or ${ADMIN_PASSWORD_ENV}", 2)
     try:
-        admin_password = read_secret(
-            admin_password_file or Path("/nonexistent"), ADMIN_PASSWORD_ENV
-        )
+        # With no file, the variable is set (checked above) and read_secret takes it.
+        admin_password = read_secret(admin_password_file or Path(), ADMIN_PASSWORD_ENV)
         writer = (user, read_secret(password_file))
         readonly = None
         if reader is not None:

@@ -17,11 +17,14 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import SecretStr
 
 from edge_agent.contract import Topics, encode
 from edge_agent.tls import BrokerCredentials, client_context, write_private, write_public
 from fleet.devstack import InfluxDB, Mosquitto, free_port
-from fleet.influx import InfluxClient
+from fleet.errors import InfluxUnauthorized
+from fleet.influx import InfluxClient, InfluxCredentials
+from fleet.lineprotocol import Point
 from fleet.pki import Role
 
 from .conftest import AgentFactory, Processes, mqtt_client, wait_until
@@ -328,3 +331,71 @@ def test_revoking_a_connected_agent_cuts_it_off_at_once_and_it_counts_the_refusa
     time.sleep(2)  # anything accepted before the reload has been stored by now
     late = influx.query(f"{query} AND time > {revoked_ns + 1_000_000_000}")
     assert not late, late
+
+
+def test_db_init_sets_up_the_database_its_retention_and_least_privilege_users(
+    influxdb: InfluxDB, tmp_path: Path
+) -> None:
+    suffix = tmp_path.name[-6:].replace("-", "_").lower()
+    database, writer, reader = f"init_{suffix}", f"fleet_{suffix}", f"grafana_{suffix}"
+    (tmp_path / "writer").write_text("writer-secret-1\n")
+    (tmp_path / "reader").write_text("reader-secret-2\n")
+    admin_password = influxdb.admin_password_file.read_text().strip()
+    command = [
+        sys.executable,
+        "-m",
+        "fleet",
+        "db",
+        "init",
+        "--url",
+        influxdb.url,
+        "--database",
+        database,
+        "--user",
+        writer,
+        "--password-file",
+        str(tmp_path / "writer"),
+        "--reader",
+        reader,
+        "--reader-password-file",
+        str(tmp_path / "reader"),
+        "--retention",
+        "30d",
+    ]
+    environment = {**os.environ, "VIGIE_INFLUX_ADMIN_PASSWORD": admin_password}
+    for _ in range(2):  # running it again changes nothing and still succeeds
+        done = subprocess.run(
+            command, capture_output=True, text=True, timeout=60, check=False, env=environment
+        )
+        assert done.returncode == 0, done.stderr
+        for secret in ("writer-secret-1", "reader-secret-2", admin_password):
+            assert secret not in done.stdout + done.stderr
+    with influxdb.client(database) as admin:
+        (policies,) = admin.query(f'SHOW RETENTION POLICIES ON "{database}"')
+        autogen = next(row for row in policies.rows() if row["name"] == "autogen")
+        assert autogen["duration"] == "720h0m0s"
+        assert autogen["default"] is True
+    # Recent: a point older than the 30 days kept would be refused (that is retention).
+    point = Point("probe", {"v": 1.0}, time.time_ns())
+    as_writer = InfluxCredentials(writer, SecretStr("writer-secret-1"))
+    as_reader = InfluxCredentials(reader, SecretStr("reader-secret-2"))
+    with InfluxClient(influxdb.url, database, credentials=as_writer) as client:
+        client.write([point])
+        assert client.query("SELECT v FROM probe")
+        with pytest.raises(InfluxUnauthorized):
+            client.execute('DROP DATABASE "_internal"')  # not an admin
+    with InfluxClient(influxdb.url, database, credentials=as_reader) as client:
+        assert client.query("SELECT v FROM probe")
+        with pytest.raises(InfluxUnauthorized):
+            client.write([point])
+    with (
+        InfluxClient(influxdb.url, "_internal", credentials=as_writer) as client,
+        pytest.raises(InfluxUnauthorized),
+    ):
+        client.check_access()  # no rights outside its own database
+    without_admin = {k: v for k, v in os.environ.items() if k != "VIGIE_INFLUX_ADMIN_PASSWORD"}
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=60, check=False, env=without_admin
+    )
+    assert done.returncode == 2  # no admin password: a clear error, nothing done
+    assert "VIGIE_INFLUX_ADMIN_PASSWORD" in done.stderr
