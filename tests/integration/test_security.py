@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from edge_agent.contract import Topics, encode
 from edge_agent.tls import BrokerCredentials, client_context, write_private, write_public
+from fleet.broker import MAX_PACKET_BYTES
 from fleet.devstack import InfluxDB, Mosquitto, free_port
 from fleet.errors import InfluxUnauthorized
 from fleet.influx import InfluxClient, InfluxCredentials
@@ -399,3 +400,20 @@ def test_db_init_sets_up_the_database_its_retention_and_least_privilege_users(
     )
     assert done.returncode == 2  # no admin password: a clear error, nothing done
     assert "VIGIE_INFLUX_ADMIN_PASSWORD" in done.stderr
+
+
+def test_the_broker_refuses_an_oversized_packet_before_anyone_parses_it(
+    mosquitto: Mosquitto, mqtt_prefix: str
+) -> None:
+    topics = Topics(mqtt_prefix)
+    client = agent_client(mosquitto, "sec-big")
+    refused: list[bool] = []  # per PUBACK: did the broker refuse it?
+    client.on_publish = lambda _c, _u, _mid, reason, _p: refused.append(reason.is_failure)
+    assert connect(mosquitto, client) == "Success"
+    client.publish(topics.health("sec-big"), b"x" * 1000, qos=1).wait_for_publish(5)
+    assert refused == [False]
+    client.publish(topics.health("sec-big"), b"x" * (MAX_PACKET_BYTES + 1), qos=1)
+    # Mosquitto closes the connection of a client that sends a packet over the limit.
+    wait_until(lambda: not client.is_connected(), 10, "the broker to drop the connection")
+    assert refused == [False]  # the big one was never taken
+    client.loop_stop()
