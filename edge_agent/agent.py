@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,7 +32,7 @@ from pydantic import ValidationError
 
 from edge_agent import __version__
 from edge_agent.backoff import backoff_delay
-from edge_agent.config import AgentConfig, device_profiles
+from edge_agent.config import AgentConfig, DeviceConfig, device_profiles
 from edge_agent.consultation import current_consultation
 from edge_agent.contract import (
     MAX_PAYLOAD_BYTES,
@@ -38,12 +40,15 @@ from edge_agent.contract import (
     QOS_STATE,
     AgentState,
     Birth,
+    ConfigRejection,
     ContractError,
     DataMessage,
+    DesiredConfig,
     DeviceStatusCode,
     Event,
     HealthReport,
     Reading,
+    ReportedConfig,
     Severity,
     StoredAck,
     Topics,
@@ -53,11 +58,13 @@ from edge_agent.contract import (
     utc_now,
 )
 from edge_agent.decoders.base import ReadingDraft
+from edge_agent.desired import ConfigRejected, apply_settings, effective_settings
 from edge_agent.drivers.base import Driver
 from edge_agent.health import sample_system
 from edge_agent.instrument import Instrument
 from edge_agent.outbox import Outbox, OutboxEntry
 from edge_agent.pacing import TokenBucket
+from edge_agent.profiles import DeviceProfile
 from edge_agent.readings import ReadingOrigin, build_reading
 from edge_agent.simulation.devices import frame_for
 from edge_agent.simulation.instruments import instrument_for
@@ -121,6 +128,15 @@ def broker_identity(config: AgentConfig) -> dict[str, Any]:
     }
 
 
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_suffix(".tmp")
+    with temporary.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    temporary.replace(path)
+
+
 @dataclass
 class Agent:
     """One booth's or bus's agent. Several can share an event loop (the simulated fleet)."""
@@ -137,22 +153,20 @@ class Agent:
             self.config.outbox.synchronous,
             self.config.outbox.max_bytes,
         )
+        #: The agent's own file; a desired configuration is laid over it, never over
+        #: the previous push (edge_agent/desired.py).
+        self.base_config = self.config
+        self.config_version = 0
+        self.config_rejection: ConfigRejection | None = None
         self.timezone = ZoneInfo(self.config.opening_hours.timezone)
+        self.instruments: list[Instrument] = []
+        #: Per running instrument, the event that stops it (set on shutdown too).
+        self._halts: dict[str, asyncio.Event] = {}
+        self._group: asyncio.TaskGroup | None = None
+        self._load_saved_desired()
         profiles = device_profiles(self.config)
         self.instruments = [
-            Instrument(
-                config=device,
-                profile=profiles.get(device.id),
-                timezone=self.timezone,
-                submit_reading=self.submit_reading,
-                record_event=self.record_event,
-                # A simulator is always there; a real instrument is not until it answers.
-                status=(
-                    DeviceStatusCode.OK
-                    if device.source == "simulated"
-                    else DeviceStatusCode.DISCONNECTED
-                ),
-            )
+            self._make_instrument(device, profiles.get(device.id))
             for device in self.config.enabled_devices
         ]
         self.connected = asyncio.Event()
@@ -170,6 +184,138 @@ class Agent:
         self._last_overflow_report = -_OVERFLOW_REPORT_S
         self._started = time.monotonic()
         self._refused_consultation: str | None = None
+        self._session = 0
+
+    def _make_instrument(self, device: DeviceConfig, profile: DeviceProfile | None) -> Instrument:
+        return Instrument(
+            config=device,
+            profile=profile,
+            timezone=self.timezone,
+            submit_reading=self.submit_reading,
+            record_event=self.record_event,
+            # A simulator is always there; a real instrument is not until it answers.
+            status=(
+                DeviceStatusCode.OK
+                if device.source == "simulated"
+                else DeviceStatusCode.DISCONNECTED
+            ),
+        )
+
+    # --- desired configuration ---------------------------------------------------------
+
+    @property
+    def _saved_desired(self) -> Path:
+        return self.config.state_dir / "desired-config.json"
+
+    def _load_saved_desired(self) -> None:
+        """Run the last configuration pushed and accepted, even before the broker answers."""
+        try:
+            saved = DesiredConfig.model_validate_json(self._saved_desired.read_bytes())
+            self.config = apply_settings(self.base_config, saved.settings)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:  # damaged, or no longer fits the file
+            log.warning("%s: saved desired configuration not used: %s", self.config.agent_id, exc)
+            self.record_event("config_saved_ignored", Severity.WARNING, str(exc)[:500])
+            return
+        self.config_version = saved.version
+        self.timezone = ZoneInfo(self.config.opening_hours.timezone)
+
+    def reported_config(self) -> ReportedConfig:
+        settings = effective_settings(self.config)
+        return ReportedConfig(
+            agent_id=self.config.agent_id,
+            version=self.config_version,
+            sha256=settings.digest(),
+            settings=settings,
+            rejected=self.config_rejection,
+            at=self.clock(),
+        )
+
+    def reject_config(self, version: int, sha256: str | None, field: str, reason: str) -> None:
+        self.config_rejection = ConfigRejection(
+            version=version, sha256=sha256, field=field[:200], reason=reason[:1000]
+        )
+        log.warning(
+            "%s: desired configuration %d refused: %s: %s",
+            self.config.agent_id,
+            version,
+            field,
+            reason,
+        )
+        self.record_event(
+            "config_rejected", Severity.WARNING, f"version {version}: {field}: {reason}"
+        )
+
+    def apply_desired(self, desired: DesiredConfig) -> bool:
+        """Apply a desired configuration; True if what runs changed. A refused one
+        leaves everything as it was, with the reason in the reported state."""
+        if desired.version < self.config_version:
+            self.reject_config(
+                desired.version,
+                desired.sha256,
+                "version",
+                f"older than the running version {self.config_version}",
+            )
+            return False
+        if desired.version == self.config_version and self._saved_sha256() == desired.sha256:
+            return False  # already running it (a retained message seen again)
+        try:
+            merged = apply_settings(self.base_config, desired.settings)
+        except ConfigRejected as exc:
+            self.reject_config(desired.version, desired.sha256, exc.field, exc.reason)
+            return False
+        # On disk first: the last known good one survives a crash from here on.
+        _write_atomically(self._saved_desired, encode(desired))
+        self._reconfigure(merged)
+        self.config_version = desired.version
+        self.config_rejection = None
+        log.info("%s: running desired configuration %d", self.config.agent_id, desired.version)
+        self.record_event("config_applied", Severity.INFO, f"version {desired.version}")
+        return True
+
+    def _saved_sha256(self) -> str | None:
+        try:
+            return DesiredConfig.model_validate_json(self._saved_desired.read_bytes()).sha256
+        except (OSError, ValueError):
+            return None
+
+    def _reconfigure(self, new: AgentConfig) -> None:
+        """Switch to ``new`` without a restart: instruments stopped, started or retuned."""
+        profiles = device_profiles(new)
+        wanted = {device.id: device for device in new.enabled_devices}
+        self.config = new
+        self.timezone = ZoneInfo(new.opening_hours.timezone)
+        for instrument in list(self.instruments):
+            device = wanted.get(instrument.id)
+            same_hardware = device is not None and (
+                device.source,
+                device.profile,
+                device.address,
+            ) == (instrument.config.source, instrument.config.profile, instrument.config.address)
+            if device is not None and same_hardware:
+                instrument.config = device  # interval, calibration date: read as they go
+                continue
+            self._stop_instrument(instrument)
+        running = {instrument.id for instrument in self.instruments}
+        for device_id, device in wanted.items():
+            if device_id not in running:
+                instrument = self._make_instrument(device, profiles.get(device_id))
+                self.instruments.append(instrument)
+                self._start_instrument(instrument)
+
+    def _start_instrument(self, instrument: Instrument) -> None:
+        if self._group is None:
+            return  # not running yet: run() starts every instrument in the list
+        halt = asyncio.Event()
+        self._halts[instrument.id] = halt
+        self._group.create_task(self._read_instrument(instrument, halt), name=instrument.id)
+
+    def _stop_instrument(self, instrument: Instrument) -> None:
+        self.instruments.remove(instrument)
+        halt = self._halts.pop(instrument.id, None)
+        if halt is not None:
+            halt.set()
 
     # --- producers --------------------------------------------------------------------
 
@@ -298,14 +444,13 @@ class Agent:
         )
 
     async def _simulate(self, instrument: Instrument, stop: asyncio.Event) -> None:
-        interval = instrument.config.interval_s
         # Start at a random phase so that fifty booths started together do not read in step.
-        delay = self.rng.uniform(0, interval)
+        delay = self.rng.uniform(0, instrument.config.interval_s)
         while not await _wait(stop, delay):
             self.read_simulated(instrument)
             if instrument.status is not DeviceStatusCode.OK:
                 instrument.on_status(DeviceStatusCode.OK, "simulated")
-            delay = interval
+            delay = instrument.config.interval_s  # a pushed configuration may change it
 
     async def _read_instrument(self, instrument: Instrument, stop: asyncio.Event) -> None:
         """Read one instrument until stopped. Whatever it does, the agent and the other
@@ -381,6 +526,7 @@ class Agent:
                 kind=config.kind,
                 opening_hours=config.opening_hours,
                 devices=[device.info() for device in config.enabled_devices],
+                tags=config.tags,
             ),
         )
 
@@ -441,11 +587,14 @@ class Agent:
     ) -> None:
         state_topic = self.topics.state(self.config.agent_id)
         await client.subscribe(self.topics.ack(self.config.agent_id), qos=QOS_DATA)
+        await client.subscribe(self.topics.desired_config(self.config.agent_id), qos=QOS_STATE)
+        self._session = session
         # Whatever was sent before and never confirmed may be lost (with the broker, or
         # with a fleet instance): send it all again, the fleet stores each message once.
         self.outbox.resend_all()
         self._unconfirmed.clear()
         await client.publish(state_topic, encode(self._birth(session)), qos=QOS_STATE, retain=True)
+        await self._publish_reported(client)
         self.connected.set()
         log.info(
             "%s: connected, session %d, %d queued",
@@ -475,13 +624,40 @@ class Agent:
         await client.publish(state_topic, encode(offline), qos=QOS_STATE, retain=True)
         self.connected.clear()
 
+    async def _publish_reported(self, client: aiomqtt.Client) -> None:
+        topic = self.topics.reported_config(self.config.agent_id)
+        await client.publish(topic, encode(self.reported_config()), qos=QOS_STATE, retain=True)
+
+    async def _on_desired(self, client: aiomqtt.Client, payload: bytes, error: str | None) -> None:
+        """A desired configuration arrived (or an unreadable one): apply it, say so."""
+        if error is not None:
+            self.reject_config(0, None, error.partition(": ")[0] or "payload", error)
+            await self._publish_reported(client)
+            return
+        desired = DesiredConfig.model_validate_json(payload)
+        changed = self.apply_desired(desired)
+        await self._publish_reported(client)
+        if changed:  # opening hours and instruments are in the birth: say it again
+            birth = encode(self._birth(self._session))
+            state = self.topics.state(self.config.agent_id)
+            await client.publish(state, birth, qos=QOS_STATE, retain=True)
+
     async def _receive_confirmations(self, client: aiomqtt.Client) -> None:
-        """Forget what the fleet has stored. Raises MqttError when the connection drops."""
+        """Forget what the fleet has stored; apply desired configurations. Raises
+        MqttError when the connection drops."""
+        desired_topic = self.topics.desired_config(self.config.agent_id)
         async for message in client.messages:
+            topic, payload = str(message.topic), bytes(message.payload)
             try:
-                _, ack = decode(self.topics, str(message.topic), bytes(message.payload))
+                _, ack = decode(self.topics, topic, payload)
             except ContractError as exc:
+                if topic == desired_topic:
+                    await self._on_desired(client, payload, exc.detail)
+                    continue
                 log.warning("%s: ignored a bad confirmation: %s", self.config.agent_id, exc)
+                continue
+            if isinstance(ack, DesiredConfig):
+                await self._on_desired(client, payload, None)
                 continue
             if isinstance(ack, StoredAck) and ack.agent_id == self.config.agent_id:
                 seqs = ack.seqs()
@@ -600,12 +776,20 @@ class Agent:
         self.record_event("agent_started", Severity.INFO, f"version {__version__}")
         try:
             async with asyncio.TaskGroup() as group:
+                self._group = group
                 group.create_task(self._send(stop), name="sender")
                 group.create_task(self._report_health(stop), name="health")
+                group.create_task(self._halt_instruments_on(stop), name="halt")
                 for instrument in self.instruments:
-                    group.create_task(self._read_instrument(instrument, stop), name=instrument.id)
+                    self._start_instrument(instrument)
         finally:
+            self._group = None
             self.outbox.close()
+
+    async def _halt_instruments_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        for halt in self._halts.values():
+            halt.set()
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> bool:

@@ -116,6 +116,8 @@ class AgentConfig(_Section):
     agent_id: Identifier
     site: SiteConfig
     kind: AgentKind
+    #: Labels for targeting from the fleet (``sarthe``, ``pilot``), lower-case words.
+    tags: list[Identifier] = Field(default_factory=list, max_length=16)
     #: Default: open around the clock, so that an offline agent shows as offline, never
     #: as "closed", until someone enters the real hours.
     opening_hours: OpeningHours = Field(default_factory=OpeningHours.always)

@@ -28,12 +28,13 @@ still lose what it had received (see docs/protocol.md).
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Final, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -174,6 +175,10 @@ class Channel(enum.StrEnum):
     BATCH = "batch"
     #: From the fleet to the agent; the fleet does not subscribe to it.
     ACK = "ack"
+    #: Desired state, fleet -> agent (retained): ``desired/config``.
+    DESIRED = "desired"
+    #: What the agent runs, agent -> fleet (retained): ``reported/config``.
+    REPORTED = "reported"
 
 
 class RejectReason(enum.StrEnum):
@@ -289,6 +294,8 @@ class Birth(_Model):
     kind: AgentKind
     opening_hours: OpeningHours
     devices: list[DeviceInfo] = Field(max_length=64)
+    #: Free labels the fleet selects agents by (``fleet config push --target tag:...``).
+    tags: list[Identifier] = Field(default_factory=list, max_length=16)
 
 
 class AgentState(_Model):
@@ -456,6 +463,76 @@ class Event(_DataMessage):
 DataMessage = Reading | HealthReport | Event
 
 
+# --- desired and reported configuration ------------------------------------------------
+
+
+class DeviceOverride(_Model):
+    """What the fleet may change on one instrument; absent means "keep the agent's"."""
+
+    enabled: bool | None = None
+    interval_s: float | None = Field(default=None, gt=0, le=86_400)
+    calibration_due: date | None = None
+
+
+class ManagedSettings(_Model):
+    """The part of an agent's configuration the fleet may set remotely. Everything
+    else (identity, broker, instruments' addresses) stays in the agent's own file."""
+
+    health_interval_s: float | None = Field(default=None, gt=0, le=86_400)
+    opening_hours: OpeningHours | None = None
+    devices: dict[Identifier, DeviceOverride] = Field(default_factory=dict, max_length=64)
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON: what a desired configuration is checked by."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class DesiredConfig(_Model):
+    """The configuration the fleet wants an agent to run (retained, per agent)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    agent_id: Identifier
+    #: Increases with every push; an agent never goes back to a lower one.
+    version: int = Field(ge=1)
+    sha256: Sha256
+    issued_at: UtcDatetime
+    settings: ManagedSettings
+
+    @model_validator(mode="after")
+    def _intact(self) -> DesiredConfig:
+        if self.settings.digest() != self.sha256:
+            raise ValueError("sha256 does not match the settings")
+        return self
+
+
+class ConfigRejection(_Model):
+    """Why an agent refused a desired configuration (it keeps running the old one).
+    ``version`` is 0 and ``sha256`` None when the message itself was unreadable."""
+
+    version: int = Field(ge=0)
+    sha256: Sha256 | None
+    #: The setting at fault, as a dotted path (``devices.bp.interval_s``).
+    field: Annotated[str, StringConstraints(max_length=200)]
+    reason: Annotated[str, StringConstraints(max_length=1000)]
+
+
+class ReportedConfig(_Model):
+    """What an agent runs (retained): the version applied (0: only its own file), the
+    effective managed settings, and the last rejection if the newest push failed."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    agent_id: Identifier
+    version: int = Field(ge=0)
+    sha256: Sha256
+    settings: ManagedSettings
+    rejected: ConfigRejection | None = None
+    at: UtcDatetime
+
+
 class Batch(_Model):
     """Several data messages of one agent in one MQTT message (a backlog drains so).
 
@@ -509,7 +586,8 @@ def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
     return ranges
 
 
-Message = AgentState | DataMessage | Batch | StoredAck
+_ConfigMessage = DesiredConfig | ReportedConfig
+Message = AgentState | DataMessage | Batch | StoredAck | _ConfigMessage
 
 
 # --- topics ---------------------------------------------------------------------------
@@ -578,7 +656,17 @@ class Topics:
 
     def desired(self, agent_id: str) -> str:
         """The filter for an agent's desired state (configuration, release), fleet -> agent."""
-        return f"{self._base(agent_id)}/desired/#"
+        return f"{self._base(agent_id)}/{Channel.DESIRED}/#"
+
+    def desired_config(self, agent_id: str) -> str:
+        return f"{self._base(agent_id)}/{Channel.DESIRED}/config"
+
+    def reported_config(self, agent_id: str) -> str:
+        return f"{self._base(agent_id)}/{Channel.REPORTED}/config"
+
+    def every_agent(self, channel: Channel) -> str:
+        """The filter for one channel of every agent (``vigie/v1/+/reported/#``)."""
+        return f"{self.prefix}/{PROTOCOL_LEVEL}/+/{channel}/#"
 
     def agent_grants(self, agent_id: str) -> list[tuple[str, str]]:
         """What the broker lets ``agent_id`` do, as (access, topic filter) pairs: publish
@@ -590,6 +678,7 @@ class Topics:
             ("write", self.health(agent_id)),
             ("write", self.event(agent_id)),
             ("write", self.batch(agent_id)),
+            ("write", f"{base}/{Channel.REPORTED}/#"),
             ("read", self.ack(agent_id)),
             ("read", self.desired(agent_id)),
         ]
@@ -613,6 +702,10 @@ class Topics:
                 return ParsedTopic(agent_id, channel, ReadingKind(rest[1]))
             except ValueError:
                 raise ContractError(RejectReason.BAD_TOPIC, "unknown reading kind") from None
+        if channel in (Channel.DESIRED, Channel.REPORTED):
+            if rest[1:] != ["config"]:
+                raise ContractError(RejectReason.BAD_TOPIC, f"{channel} topic must end in /config")
+            return ParsedTopic(agent_id, channel)
         if len(rest) != 1:
             raise ContractError(RejectReason.BAD_TOPIC, "unexpected levels after the channel")
         return ParsedTopic(agent_id, channel)
@@ -633,6 +726,8 @@ _CHANNEL_MODELS: Final[dict[Channel, type[_Model]]] = {
     Channel.EVENT: Event,
     Channel.BATCH: Batch,
     Channel.ACK: StoredAck,
+    Channel.DESIRED: DesiredConfig,
+    Channel.REPORTED: ReportedConfig,
 }
 
 
@@ -655,7 +750,17 @@ def decode(topics: Topics, topic: str, payload: bytes) -> tuple[ParsedTopic, Mes
         message = model.model_validate_json(text, strict=True)
     except ValidationError as exc:
         raise _rejection(text, exc) from exc
-    assert isinstance(message, AgentState | Reading | HealthReport | Event | Batch | StoredAck)  # noqa: S101
+    assert isinstance(  # noqa: S101
+        message,
+        AgentState
+        | Reading
+        | HealthReport
+        | Event
+        | Batch
+        | StoredAck
+        | DesiredConfig
+        | ReportedConfig,
+    )
     if message.agent_id != parsed.agent_id:
         raise ContractError(RejectReason.AGENT_MISMATCH, "payload agent_id differs from topic")
     if isinstance(message, Reading) and message.kind != parsed.kind:

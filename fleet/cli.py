@@ -17,9 +17,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from edge_agent.backoff import backoff_delay
-from edge_agent.contract import READING_FIELDS, DocumentError, ReadingKind, utc_now
+from edge_agent.contract import READING_FIELDS, ReadingKind, utc_now
 from edge_agent.tls import TlsError
-from fleet.config import CONFIG_ENV, FleetConfig, load_fleet_config
+from fleet.cli_support import ConfigOption, JsonOption, load_config, open_influx
+from fleet.cli_support import fail_with as _fail
+from fleet.config_cli import config_app
 from fleet.errors import FleetError, InfluxRejected, InfluxUnauthorized, InfluxUnavailable
 from fleet.influx import InfluxClient
 from fleet.ingest import IngestService
@@ -34,48 +36,15 @@ app.add_typer(agent_app, name="agent")
 app.add_typer(ca_app, name="ca")
 app.add_typer(broker_app, name="broker")
 app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
 console = Console()
-err_console = Console(stderr=True)
 log = logging.getLogger("fleet")
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config", "-c", help=f"Fleet YAML config (default: ${CONFIG_ENV} or ./fleet.yaml)."
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 STATUS_STYLE = {
     AgentStatus.ONLINE: "green",
     AgentStatus.OFFLINE: "bold red",
     AgentStatus.CLOSED: "dim",
 }
-
-
-def _config(path: Path | None) -> FleetConfig:
-    try:
-        return load_fleet_config(path)
-    except DocumentError as exc:
-        err_console.print(
-            f"[red]error:[/] invalid fleet configuration\n{escape(str(exc))}", highlight=False
-        )
-        raise typer.Exit(2) from None
-
-
-def _influx(config: FleetConfig) -> InfluxClient:
-    settings = config.influxdb
-    try:
-        credentials = settings.credentials()
-    except TlsError as exc:
-        err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
-    return InfluxClient(settings.url, settings.database, settings.timeout_s, credentials)
-
-
-def _fail(exc: FleetError) -> typer.Exit:
-    err_console.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
-    return typer.Exit(1)
 
 
 def _ago(at: datetime | None, now: datetime) -> str:
@@ -143,7 +112,7 @@ def serve(
     ] = None,
 ) -> None:
     """Run the fleet service: MQTT in, InfluxDB out, until SIGTERM."""
-    settings = _config(config)
+    settings = load_config(config)
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -152,7 +121,7 @@ def serve(
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    influx = _influx(settings)
+    influx = open_influx(settings)
     try:
         if not _wait_for_influx(influx, stop):
             return
@@ -189,9 +158,9 @@ def serve(
 @app.command()
 def agents(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """List every agent: site, kind, state (online, offline, closed), last seen, devices."""
-    settings = _config(config)
+    settings = load_config(config)
     now = utc_now()
-    with _influx(settings) as client:
+    with open_influx(settings) as client:
         try:
             views = list_agents(client, now)
         except FleetError as exc:
@@ -215,9 +184,9 @@ def agent(
     as_json: JsonOption = False,
 ) -> None:
     """One agent's details, latest health, instruments and delivery accounting."""
-    settings = _config(config)
+    settings = load_config(config)
     now = utc_now()
-    with _influx(settings) as client:
+    with open_influx(settings) as client:
         try:
             detail = agent_detail(client, agent_id, now, window)
         except FleetError as exc:
@@ -298,8 +267,8 @@ def readings_command(
     as_json: JsonOption = False,
 ) -> None:
     """An agent's readings from InfluxDB, newest first."""
-    settings = _config(config)
-    with _influx(settings) as client:
+    settings = load_config(config)
+    with open_influx(settings) as client:
         try:
             rows = readings(client, agent_id, kind, since, limit)
         except FleetError as exc:

@@ -30,6 +30,9 @@ class MqttSettings(_Section):
     tls: BrokerCredentials | None = None
     #: Plain MQTT, no identity: only for a lab network, never with health data.
     allow_plaintext: bool = False
+    #: The CLI's identity (``fleet-cli``, which may publish desired state), for the
+    #: commands that push configuration; default: ``tls``.
+    cli_tls: BrokerCredentials | None = None
     topic_prefix: str = DEFAULT_PREFIX
     #: Stable and distinct per instance: the broker keeps this instance's session (and
     #: the messages queued for it) under this id while it is down.

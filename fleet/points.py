@@ -38,12 +38,14 @@ from edge_agent.contract import (
     AgentState,
     Batch,
     DataMessage,
+    DesiredConfig,
     DeviceStatusCode,
     Event,
     HealthReport,
     Message,
     Reading,
     ReadingKind,
+    ReportedConfig,
     StoredAck,
 )
 from fleet.lineprotocol import FieldValue, Point
@@ -57,7 +59,15 @@ AGENT_DELIVERY: Final = "agent_delivery"
 READING_MEASUREMENTS: Final = frozenset(kind.value for kind in ReadingKind)
 
 #: The ``agent_presence`` fields that carry a birth's details.
-BIRTH_FIELDS: Final = ("site_id", "site_name", "kind", "agent_version", "devices", "opening_hours")
+BIRTH_FIELDS: Final = (
+    "site_id",
+    "site_name",
+    "kind",
+    "agent_version",
+    "devices",
+    "opening_hours",
+    "tags",
+)
 
 #: What every point of a data message carries.
 _DATA_FIELDS: Final = (
@@ -256,6 +266,7 @@ def presence_points(message: AgentState, received_ns: int) -> list[Point]:
             "agent_version": birth.agent_version,
             "devices": json.dumps([device.model_dump(mode="json") for device in birth.devices]),
             "opening_hours": birth.opening_hours.model_dump_json(),
+            "tags": ",".join(birth.tags),
         }
     return [Point(AGENT_PRESENCE, fields, received_ns, {"agent_id": message.agent_id})]
 
@@ -275,8 +286,8 @@ def message_points(message: Message, received_ns: int) -> list[Point]:
             for index, item in enumerate(message.messages)
             for point in data_points(item, received_ns + index, message.historical)
         ]
-    if isinstance(message, StoredAck):
-        return []  # the fleet's own output; it does not subscribe to it
+    if isinstance(message, StoredAck | DesiredConfig | ReportedConfig):
+        return []  # configuration and acknowledgements: not subscribed to, never stored
     return data_points(message, received_ns)
 
 

@@ -10,7 +10,7 @@ import itertools
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,6 +63,7 @@ class AgentView:
     status_since: datetime
     session: int
     opening_hours: OpeningHours | None
+    tags: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -73,6 +74,7 @@ class AgentView:
             "kind": self.kind,
             "agent_version": self.agent_version,
             "devices": self.devices,
+            "tags": self.tags,
             "last_seen": self.last_seen.isoformat() if self.last_seen else None,
             "status_since": self.status_since.isoformat(),
             "session": self.session,
@@ -146,6 +148,7 @@ def list_agents(
                 status_since=presence.changed_at,
                 session=presence.session,
                 opening_hours=hours,
+                tags=[tag for tag in str(birth.get("tags") or "").split(",") if tag],
             )
         )
     return views

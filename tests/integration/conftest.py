@@ -123,6 +123,7 @@ def fleet_config(
                     "client_id": f"fleet-{mqtt_prefix}",
                     "share_group": mqtt_prefix,
                     "tls": mosquitto.service_credentials.as_config(),
+                    "cli_tls": mosquitto.technician_credentials.as_config(),
                 },
                 "influxdb": {
                     "url": influxdb.url,

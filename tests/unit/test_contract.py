@@ -62,7 +62,13 @@ def test_topics_put_the_agent_id_at_a_fixed_level() -> None:
     # acknowledgements and desired state: never another agent's, never write its acks.
     assert all(topic.startswith("vigie/v1/bus-1/") for _, topic in grants)
     writes = {topic for access, topic in grants if access == "write"}
-    assert set(T.from_agents()) == {w.replace("/bus-1/", "/+/") for w in writes}
+    # Its data (what the fleet subscribes to), and its reported configuration.
+    assert {w.replace("/bus-1/", "/+/") for w in writes} == {
+        *T.from_agents(),
+        "vigie/v1/+/reported/#",
+    }
+    assert T.reported_config("bus-1") in {"vigie/v1/bus-1/reported/config"}
+    assert T.desired_config("bus-1") == "vigie/v1/bus-1/desired/config"
     assert {topic for access, topic in grants if access == "read"} == {
         "vigie/v1/bus-1/ack",
         "vigie/v1/bus-1/desired/#",

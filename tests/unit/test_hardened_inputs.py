@@ -15,10 +15,21 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge_agent.config import load_agent_config
-from edge_agent.contract import MAX_PAYLOAD_BYTES, ContractError, DocumentError, Topics, decode
+from edge_agent.contract import (
+    MAX_PAYLOAD_BYTES,
+    ContractError,
+    DesiredConfig,
+    DocumentError,
+    ManagedSettings,
+    Topics,
+    decode,
+    utc_now,
+)
 from edge_agent.profiles import load_profile
 from fleet.config import load_fleet_config
 from tests.samples import every_kind_of_message
+
+from .test_agent import make_agent
 
 TOPICS = Topics("vigie")
 LEVEL = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
@@ -116,3 +127,31 @@ def test_config_and_profile_files_are_loaded_or_refused_with_the_file_named(
         else:
             refused = None
     assert refused is None or str(path) in str(refused), what
+
+
+@given(
+    settings=st.dictionaries(
+        st.sampled_from(["health_interval_s", "devices", "opening_hours", "x"]), JSON, max_size=3
+    )
+)
+def test_a_desired_configuration_is_applied_or_refused_never_crashes_the_agent(
+    settings: dict[str, Any],
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        agent = make_agent(Path(folder))
+        try:
+            parsed = ManagedSettings.model_validate(settings)
+        except ValueError:
+            return  # refused by the contract: the agent reports it as unreadable
+        message = DesiredConfig(
+            agent_id="bus-1",
+            version=1,
+            sha256=parsed.digest(),
+            issued_at=utc_now(),
+            settings=parsed,
+        )
+        changed = agent.apply_desired(message)
+        report = agent.reported_config()
+        assert changed == (report.version == 1)
+        assert changed or report.rejected is not None or parsed == ManagedSettings()
+        agent.outbox.close()
