@@ -127,6 +127,7 @@ def _agent_config(
         "kind": kind,
         "opening_hours": {"timezone": "Europe/Paris", "week": week},
         "broker": {"host": "127.0.0.1", "port": mqtt_port},
+        "tags": ["sarthe", kind],
         "state_dir": str(state_root / agent_id),
         "health_interval_s": 15.0,
         "devices": devices,
@@ -285,6 +286,8 @@ def run_demo(options: DemoOptions, console: Console) -> None:
                         "port": options.mqtt_port,
                         "client_id": "fleet-demo",
                         "tls": broker.service_credentials.as_config(),
+                        # So that 'fleet config push' works against the demo too.
+                        "cli_tls": broker.technician_credentials.as_config(),
                     },
                     "influxdb": {
                         "url": database.url,
