@@ -19,14 +19,17 @@ from rich.table import Table
 from edge_agent.backoff import backoff_delay
 from edge_agent.contract import READING_FIELDS, ReadingKind, utc_now
 from edge_agent.tls import TlsError
+from fleet.artifacts import ArtifactServer
 from fleet.cli_support import ConfigOption, JsonOption, load_config, open_influx
 from fleet.cli_support import fail_with as _fail
+from fleet.config import FleetConfig
 from fleet.config_cli import config_app
 from fleet.errors import FleetError, InfluxRejected, InfluxUnauthorized, InfluxUnavailable
 from fleet.influx import InfluxClient
 from fleet.ingest import IngestService
 from fleet.presence import AgentStatus
 from fleet.queries import AgentView, Delivery, agent_detail, list_agents, readings
+from fleet.release_cli import keys_app, release_app
 from fleet.security_cli import agent_app, broker_app, ca_app, db_app
 
 app = typer.Typer(
@@ -37,6 +40,8 @@ app.add_typer(ca_app, name="ca")
 app.add_typer(broker_app, name="broker")
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
+app.add_typer(keys_app, name="keys")
+app.add_typer(release_app, name="release")
 console = Console()
 log = logging.getLogger("fleet")
 
@@ -102,6 +107,17 @@ def _wait_for_influx(client: InfluxClient, stop: threading.Event) -> bool:
     return False
 
 
+def _serve_artifacts(settings: FleetConfig) -> ArtifactServer | None:
+    config = settings.artifacts
+    if config.dir is None:
+        return None
+    config.dir.mkdir(parents=True, exist_ok=True)
+    server = ArtifactServer(config.dir, config.host, config.port)
+    server.start()
+    log.info("serving releases from %s at %s", config.dir, server.url)
+    return server
+
+
 @app.command()
 def serve(
     config: ConfigOption = None,
@@ -131,6 +147,7 @@ def serve(
             log.error("%s", exc)  # noqa: TRY400
             raise typer.Exit(2) from None
         service.start()
+        artifacts = _serve_artifacts(settings)
         log.info(
             "fleet service %s started (database %s at %s)",
             settings.mqtt.client_id,
@@ -150,6 +167,8 @@ def serve(
                 dict(stats.rejected) or "none",
             )
         service.stop()
+        if artifacts is not None:
+            artifacts.stop()
         log.info("fleet service stopped")
     finally:
         influx.close()

@@ -95,11 +95,21 @@ class IngestSettings(_Section):
     spill_max_bytes: int = Field(default=1024**3, ge=1024 * 1024)
 
 
+class ArtifactSettings(_Section):
+    #: The folder 'fleet release publish --store' writes to; served read-only over HTTP
+    #: (with Range, for resumable downloads) by 'fleet serve'. None: not served here
+    #: (any HTTP server or object store can serve the folder instead).
+    dir: Path | None = None
+    host: str = "0.0.0.0"  # noqa: S104 - agents download from everywhere
+    port: int = Field(default=8780, ge=1, le=65535)
+
+
 class FleetConfig(_Section):
     schema_version: Literal[1]
     mqtt: MqttSettings
     influxdb: InfluxSettings = Field(default_factory=InfluxSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
+    artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
 
 
 def load_fleet_config(path: Path | None) -> FleetConfig:

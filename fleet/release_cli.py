@@ -1,0 +1,96 @@
+"""``fleet keys generate`` and ``fleet release publish``: signed releases."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from edge_agent.contract import AgentKind, utc_now
+from edge_agent.release import (
+    MANIFEST_NAME,
+    SIGNATURE_SUFFIX,
+    ReleaseError,
+    generate_key,
+    load_private_key,
+    manifest_bytes,
+    new_manifest,
+    private_key_pem,
+    public_key_pem,
+    sign,
+)
+from edge_agent.tls import write_private, write_public
+from fleet.cli_support import error
+
+console = Console()
+keys_app = typer.Typer(help="The release signing key.", no_args_is_help=True)
+release_app = typer.Typer(help="Signed releases of the agent.", no_args_is_help=True)
+
+
+@keys_app.command("generate")
+def keys_generate(
+    out: Annotated[Path, typer.Option(help="Folder for release.key (0600) and release.pub.")],
+) -> None:
+    """Create the Ed25519 key pair that signs releases; agents get release.pub."""
+    private, public = out / "release.key", out / "release.pub"
+    if private.exists():
+        error(f"{private} exists; not replacing a signing key")
+        raise typer.Exit(1)
+    key = generate_key()
+    write_private(private, private_key_pem(key))
+    write_public(public, public_key_pem(key))
+    console.print(f"Signing key: {private} (keep it offline). Public key for agents: {public}")
+
+
+@release_app.command("publish")
+def release_publish(
+    artifact: Annotated[
+        Path, typer.Argument(help="The agent's wheel.", exists=True, dir_okay=False)
+    ],
+    version: Annotated[str, typer.Option(help="Its version (PEP 440).")],
+    key: Annotated[Path, typer.Option(help="release.key from 'fleet keys generate'.")],
+    store: Annotated[
+        Path, typer.Option(help="The artifact folder agents download from (served over HTTP).")
+    ],
+    kind: Annotated[
+        list[AgentKind] | None, typer.Option(help="Agent kinds it is for (repeat); default both.")
+    ] = None,
+    min_agent_version: Annotated[
+        str | None, typer.Option(help="Agents below this cannot update to it directly.")
+    ] = None,
+    downgrade: Annotated[bool, typer.Option(help="Allow installing over a newer one.")] = False,
+) -> None:
+    """Sign a manifest (version, size, SHA-256, minimum agent version, kinds) and put
+    it beside the artifact in <store>/<version>/. Releases are never overwritten."""
+    folder = store / version
+    if folder.exists():
+        error(f"{folder} exists: a published release is never replaced")
+        raise typer.Exit(1)
+    try:
+        signing_key = load_private_key(key.read_bytes())
+        manifest = new_manifest(
+            artifact,
+            version=version,
+            kinds=list(kind or AgentKind),
+            published_at=utc_now(),
+            min_agent_version=min_agent_version,
+            downgrade=downgrade,
+        )
+    except (ReleaseError, ValueError, OSError) as exc:
+        error(str(exc))
+        raise typer.Exit(2) from None
+    document = manifest_bytes(manifest)
+    staging = store / f".{version}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    shutil.copyfile(artifact, staging / manifest.artifact)
+    write_public(staging / MANIFEST_NAME, document)
+    write_public(staging / (MANIFEST_NAME + SIGNATURE_SUFFIX), sign(document, signing_key))
+    staging.rename(folder)  # all or nothing: agents never see half a release
+    console.print(
+        f"Published {version}: {manifest.artifact}, {manifest.size:,} bytes, "
+        f"sha256 {manifest.sha256[:16]}…, for {', '.join(k.value for k in manifest.kinds)}"
+    )
