@@ -44,10 +44,12 @@ from edge_agent.contract import (
     ContractError,
     DataMessage,
     DesiredConfig,
+    DesiredRelease,
     DeviceStatusCode,
     Event,
     HealthReport,
     Reading,
+    ReadingKind,
     ReportedConfig,
     Severity,
     StoredAck,
@@ -62,6 +64,7 @@ from edge_agent.desired import ConfigRejected, apply_settings, effective_setting
 from edge_agent.drivers.base import Driver
 from edge_agent.health import sample_system
 from edge_agent.instrument import Instrument
+from edge_agent.launcher import RESTART_EXIT_CODE
 from edge_agent.outbox import Outbox, OutboxEntry
 from edge_agent.pacing import TokenBucket
 from edge_agent.profiles import DeviceProfile
@@ -69,6 +72,7 @@ from edge_agent.readings import ReadingOrigin, build_reading
 from edge_agent.simulation.devices import frame_for
 from edge_agent.simulation.instruments import instrument_for
 from edge_agent.tls import check_identity, client_context
+from edge_agent.updater import Updater
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +189,24 @@ class Agent:
         self._started = time.monotonic()
         self._refused_consultation: str | None = None
         self._session = 0
+        #: The process's exit status when run() returns: 75 asks the launcher to start
+        #: the new slot, 1 a failed trial (the launcher rolls back).
+        self.exit_code = 0
+        self._stop: asyncio.Event | None = None
+        self._moving_at: datetime | None = None
+        self.updater = (
+            Updater(
+                config=self.config,
+                settings=self.config.updates,
+                clock=self.clock,
+                request_restart=lambda: self._exit(RESTART_EXIT_CODE),
+                request_failure_exit=lambda: self._exit(1),
+                is_healthy=self._healthy,
+                moving_at=lambda: self._moving_at,
+            )
+            if self.config.updates is not None
+            else None
+        )
 
     def _make_instrument(self, device: DeviceConfig, profile: DeviceProfile | None) -> Instrument:
         return Instrument(
@@ -199,6 +221,21 @@ class Agent:
                 if device.source == "simulated"
                 else DeviceStatusCode.DISCONNECTED
             ),
+        )
+
+    # --- updates -------------------------------------------------------------------------
+
+    def _exit(self, code: int) -> None:
+        self.exit_code = code
+        if self._stop is not None:
+            self._stop.set()
+
+    def _healthy(self) -> bool:
+        """What a new release must show before it is committed: connected to the broker,
+        and every instrument answering (a simulator at once, a real one once it read)."""
+        return self.connected.is_set() and all(
+            instrument.status is DeviceStatusCode.OK or instrument.last_reading_at is not None
+            for instrument in self.instruments
         )
 
     # --- desired configuration ---------------------------------------------------------
@@ -286,6 +323,8 @@ class Agent:
         wanted = {device.id: device for device in new.enabled_devices}
         self.config = new
         self.timezone = ZoneInfo(new.opening_hours.timezone)
+        if self.updater is not None:
+            self.updater.config = new  # opening hours decide when it may restart
         for instrument in list(self.instruments):
             device = wanted.get(instrument.id)
             same_hardware = device is not None and (
@@ -380,6 +419,9 @@ class Agent:
             log.warning("%s: reading refused by the contract: %s", instrument.id, reason)
             self.record_event("reading_refused", Severity.WARNING, f"{instrument.id}: {reason}")
             return None
+        speed = reading.values.get("speed") if reading.kind is ReadingKind.POSITION else None
+        if speed is not None and speed >= 1.0:
+            self._moving_at = received_at  # a bus on the move is not restarted
         message = self.submit(lambda seq: reading.model_copy(update={"seq": seq}))
         assert isinstance(message, Reading)  # noqa: S101
         return message
@@ -588,6 +630,7 @@ class Agent:
         state_topic = self.topics.state(self.config.agent_id)
         await client.subscribe(self.topics.ack(self.config.agent_id), qos=QOS_DATA)
         await client.subscribe(self.topics.desired_config(self.config.agent_id), qos=QOS_STATE)
+        await client.subscribe(self.topics.desired_release(self.config.agent_id), qos=QOS_STATE)
         self._session = session
         # Whatever was sent before and never confirmed may be lost (with the broker, or
         # with a fleet instance): send it all again, the fleet stores each message once.
@@ -595,6 +638,7 @@ class Agent:
         self._unconfirmed.clear()
         await client.publish(state_topic, encode(self._birth(session)), qos=QOS_STATE, retain=True)
         await self._publish_reported(client)
+        await self._publish_release(client)
         self.connected.set()
         log.info(
             "%s: connected, session %d, %d queued",
@@ -607,13 +651,12 @@ class Agent:
         tasks = {
             asyncio.create_task(self._drain(client, stop), name="drain"),
             asyncio.create_task(self._receive_confirmations(client), name="confirmations"),
+            asyncio.create_task(self._release_reports(client), name="release reports"),
         }
         try:
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await _cancel_all(tasks)
         for task in done:
             task.result()  # re-raises the MqttError that ended the session
         # Clean shutdown: the broker does not send the Last Will on a normal disconnect,
@@ -627,6 +670,28 @@ class Agent:
     async def _publish_reported(self, client: aiomqtt.Client) -> None:
         topic = self.topics.reported_config(self.config.agent_id)
         await client.publish(topic, encode(self.reported_config()), qos=QOS_STATE, retain=True)
+
+    async def _publish_release(self, client: aiomqtt.Client) -> None:
+        """On connection: where the update is now (steps taken offline are not replayed)."""
+        if self.updater is None:
+            return
+        self.updater.steps.clear()
+        topic = self.topics.reported_release(self.config.agent_id)
+        await client.publish(topic, encode(self.updater.report), qos=QOS_STATE, retain=True)
+
+    async def _release_reports(self, client: aiomqtt.Client) -> None:
+        """Say every step of an update as it happens, in order (retained: the last
+        one stays for whoever looks later)."""
+        if self.updater is None:
+            await asyncio.Event().wait()  # nothing to report; ends with the session
+            return
+        topic = self.topics.reported_release(self.config.agent_id)
+        while True:
+            await self.updater.changed.wait()
+            self.updater.changed.clear()
+            while self.updater.steps:
+                step = self.updater.steps.popleft()
+                await client.publish(topic, encode(step), qos=QOS_STATE, retain=True)
 
     async def _on_desired(self, client: aiomqtt.Client, payload: bytes, error: str | None) -> None:
         """A desired configuration arrived (or an unreadable one): apply it, say so."""
@@ -658,6 +723,16 @@ class Agent:
                 continue
             if isinstance(ack, DesiredConfig):
                 await self._on_desired(client, payload, None)
+                continue
+            if isinstance(ack, DesiredRelease):
+                if self.updater is not None:
+                    self.updater.want(ack)
+                else:
+                    log.warning(
+                        "%s: asked for release %s, but updates are not set up here",
+                        self.config.agent_id,
+                        ack.version,
+                    )
                 continue
             if isinstance(ack, StoredAck) and ack.agent_id == self.config.agent_id:
                 seqs = ack.seqs()
@@ -775,8 +850,11 @@ class Agent:
         """Run until ``stop`` is set, then flush briefly, say goodbye and return."""
         self.record_event("agent_started", Severity.INFO, f"version {__version__}")
         try:
+            self._stop = stop
             async with asyncio.TaskGroup() as group:
                 self._group = group
+                if self.updater is not None:
+                    group.create_task(self.updater.run(stop), name="updater")
                 group.create_task(self._send(stop), name="sender")
                 group.create_task(self._report_health(stop), name="health")
                 group.create_task(self._halt_instruments_on(stop), name="halt")
@@ -790,6 +868,20 @@ class Agent:
         await stop.wait()
         for halt in self._halts.values():
             halt.set()
+
+
+async def _cancel_all(tasks: set[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait until they are gone. Python 3.11's ``wait_for`` (under
+    aiomqtt's publish) can lose a cancellation that races with a PUBACK; a task that
+    survived is cancelled again instead of being waited for forever."""
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved here; the caller re-raises the one that matters
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> bool:

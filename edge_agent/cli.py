@@ -20,6 +20,7 @@ from edge_agent.config import AgentConfig, load_agent_config
 from edge_agent.contract import IDENTIFIER_RE, DocumentError
 from edge_agent.decoders import registry
 from edge_agent.decoders.base import DecodeError
+from edge_agent.launcher import launch as launch_agent
 from edge_agent.profiles import DEFAULT_PROFILES_DIR, load_profile, load_profiles
 from edge_agent.tls import TlsError, key_pem, new_key, signing_request, write_private
 
@@ -53,12 +54,23 @@ def _load(paths: list[Path]) -> list[AgentConfig]:
     return configs
 
 
-async def run_agents(configs: list[AgentConfig]) -> None:
+def _log_tasks() -> None:
+    log = logging.getLogger(__name__)
+    for task in asyncio.all_tasks():
+        frames = " <- ".join(
+            f"{frame.f_code.co_name}:{frame.f_lineno}" for frame in task.get_stack(limit=8)
+        )
+        log.warning("task %s: %s", task.get_name(), frames or "(not started)")
+
+
+async def run_agents(configs: list[AgentConfig]) -> int:
     """Run agents side by side until SIGTERM or SIGINT, then stop them cleanly."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    # kill -USR1 <pid>: what every task is waiting for, in the log (a stuck agent).
+    loop.add_signal_handler(signal.SIGUSR1, _log_tasks)
     try:
         agents = [Agent(config) for config in configs]
     except TlsError as exc:
@@ -67,6 +79,7 @@ async def run_agents(configs: list[AgentConfig]) -> None:
     async with asyncio.TaskGroup() as group:
         for agent in agents:
             group.create_task(agent.run(stop), name=agent.config.agent_id)
+    return max((agent.exit_code for agent in agents), default=0)
 
 
 @app.command()
@@ -80,7 +93,23 @@ def run(
     logging.getLogger(__name__).info(
         "edge-agent %s starting as %s", __version__, configs[0].agent_id
     )
-    asyncio.run(run_agents(configs))
+    code = asyncio.run(run_agents(configs))
+    if code:
+        raise typer.Exit(code)  # 75: start me again in the new release (the launcher)
+
+
+@app.command()
+def launch(
+    root: Annotated[Path, typer.Option(help="The install root (slots, current, state).")],
+    agent_args: Annotated[list[str], typer.Argument(help="After '--': what to run.")],
+) -> None:
+    """Run the agent from the active release slot, and roll back a failed release.
+
+    systemd starts this, from the base installation:
+    edge-agent launch --root /opt/vigie-agent -- run --config /etc/vigie/agent.yaml
+    """
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s launcher: %(message)s")
+    raise typer.Exit(launch_agent(root, agent_args))
 
 
 @app.command()

@@ -111,6 +111,21 @@ class DeliveryConfig(_Section):
     live_window_s: float = Field(default=60.0, gt=0)
 
 
+class UpdateSettings(_Section):
+    """Signed updates into A/B slots (``edge_agent/slots.py``); the launcher runs the
+    agent from ``root``."""
+
+    root: Path
+    #: ``release.pub`` from ``fleet keys generate``: the only key releases may carry.
+    public_key_file: Path
+    #: How long a new release has to prove itself (connected, instruments answering).
+    health_timeout_s: float = Field(default=300.0, gt=0)
+    #: How often the restart window (opening hours, consultation, parked) is checked.
+    check_interval_s: float = Field(default=30.0, gt=0)
+    #: A bus counts as parked when its GPS has shown no movement for this long.
+    parked_after_s: float = Field(default=300.0, ge=0)
+
+
 class AgentConfig(_Section):
     schema_version: Literal[1]
     agent_id: Identifier
@@ -133,6 +148,8 @@ class AgentConfig(_Section):
     #: A file the booth's teleconsultation software writes while a consultation is in
     #: progress, holding the consultation's opaque id (see edge_agent/consultation.py).
     consultation_file: Path | None = None
+    #: Signed updates; None: this agent is updated by the deployment only.
+    updates: UpdateSettings | None = None
 
     @model_validator(mode="after")
     def _unique_devices(self) -> AgentConfig:

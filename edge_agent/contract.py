@@ -331,6 +331,8 @@ ShortText = Annotated[str, StringConstraints(max_length=200)]
 FlagName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,62}$")]
 
 
+#: The fifth level under ``desired/`` and ``reported/``.
+STATE_ITEMS: Final = ("config", "release")
 _CONSULTATION_RE: Final = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 
@@ -586,7 +588,45 @@ def seq_ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
     return ranges
 
 
-_ConfigMessage = DesiredConfig | ReportedConfig
+class DesiredRelease(_Model):
+    """The release the fleet wants an agent to run (retained, per agent)."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    agent_id: Identifier
+    version: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z.+!-]{1,64}$")]
+    #: Where releases are served: ``<url>/<version>/manifest.json`` and its signature.
+    url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]{1,500}$")]
+    issued_at: UtcDatetime
+
+
+class UpdatePhase(enum.StrEnum):
+    IDLE = "idle"
+    DOWNLOADING = "downloading"
+    VERIFYING = "verifying"
+    INSTALLING = "installing"
+    WAITING = "waiting"  # installed; the restart waits for closing time, a parked bus...
+    HEALTH_CHECKING = "health_checking"
+    COMMITTED = "committed"
+    ROLLED_BACK = "rolled_back"
+    REFUSED = "refused"  # signature, hash, kind, downgrade: nothing installed
+
+
+class ReportedRelease(_Model):
+    """Where an agent is with its release (retained): every step, with a reason."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    agent_id: Identifier
+    #: The version running now.
+    running: Annotated[str, StringConstraints(max_length=64)]
+    phase: UpdatePhase
+    #: The version being installed, or refused / rolled back.
+    target: Annotated[str, StringConstraints(max_length=64)] | None = None
+    progress_percent: int | None = Field(default=None, ge=0, le=100)
+    reason: Annotated[str, StringConstraints(max_length=1000)] = ""
+    at: UtcDatetime
+
+
+_ConfigMessage = DesiredConfig | ReportedConfig | DesiredRelease | ReportedRelease
 Message = AgentState | DataMessage | Batch | StoredAck | _ConfigMessage
 
 
@@ -600,6 +640,8 @@ class ParsedTopic:
     agent_id: str
     channel: Channel
     kind: ReadingKind | None = None
+    #: The fifth level of desired/reported topics: ``config`` or ``release``.
+    item: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -664,6 +706,12 @@ class Topics:
     def reported_config(self, agent_id: str) -> str:
         return f"{self._base(agent_id)}/{Channel.REPORTED}/config"
 
+    def desired_release(self, agent_id: str) -> str:
+        return f"{self._base(agent_id)}/{Channel.DESIRED}/release"
+
+    def reported_release(self, agent_id: str) -> str:
+        return f"{self._base(agent_id)}/{Channel.REPORTED}/release"
+
     def every_agent(self, channel: Channel) -> str:
         """The filter for one channel of every agent (``vigie/v1/+/reported/#``)."""
         return f"{self.prefix}/{PROTOCOL_LEVEL}/+/{channel}/#"
@@ -703,9 +751,11 @@ class Topics:
             except ValueError:
                 raise ContractError(RejectReason.BAD_TOPIC, "unknown reading kind") from None
         if channel in (Channel.DESIRED, Channel.REPORTED):
-            if rest[1:] != ["config"]:
-                raise ContractError(RejectReason.BAD_TOPIC, f"{channel} topic must end in /config")
-            return ParsedTopic(agent_id, channel)
+            if len(rest) != 2 or rest[1] not in STATE_ITEMS:
+                raise ContractError(
+                    RejectReason.BAD_TOPIC, f"{channel} topic must end in /config or /release"
+                )
+            return ParsedTopic(agent_id, channel, item=rest[1])
         if len(rest) != 1:
             raise ContractError(RejectReason.BAD_TOPIC, "unexpected levels after the channel")
         return ParsedTopic(agent_id, channel)
@@ -726,8 +776,12 @@ _CHANNEL_MODELS: Final[dict[Channel, type[_Model]]] = {
     Channel.EVENT: Event,
     Channel.BATCH: Batch,
     Channel.ACK: StoredAck,
-    Channel.DESIRED: DesiredConfig,
-    Channel.REPORTED: ReportedConfig,
+}
+_STATE_MODELS: Final[dict[tuple[Channel, str], type[_Model]]] = {
+    (Channel.DESIRED, "config"): DesiredConfig,
+    (Channel.REPORTED, "config"): ReportedConfig,
+    (Channel.DESIRED, "release"): DesiredRelease,
+    (Channel.REPORTED, "release"): ReportedRelease,
 }
 
 
@@ -744,23 +798,18 @@ def decode(topics: Topics, topic: str, payload: bytes) -> tuple[ParsedTopic, Mes
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ContractError(RejectReason.NOT_JSON, f"not UTF-8: {exc.reason}") from exc
-    model = _CHANNEL_MODELS[parsed.channel]
+    model = (
+        _STATE_MODELS[(parsed.channel, parsed.item)]
+        if parsed.item is not None
+        else _CHANNEL_MODELS[parsed.channel]
+    )
     try:
         # One parse on the hot path; the reason is worked out only for rejects.
         message = model.model_validate_json(text, strict=True)
     except ValidationError as exc:
         raise _rejection(text, exc) from exc
-    assert isinstance(  # noqa: S101
-        message,
-        AgentState
-        | Reading
-        | HealthReport
-        | Event
-        | Batch
-        | StoredAck
-        | DesiredConfig
-        | ReportedConfig,
-    )
+    # Every model of the two tables above is one of these (narrows the type).
+    assert isinstance(message, AgentState | DataMessage | Batch | StoredAck | _ConfigMessage)  # noqa: S101
     if message.agent_id != parsed.agent_id:
         raise ContractError(RejectReason.AGENT_MISMATCH, "payload agent_id differs from topic")
     if isinstance(message, Reading) and message.kind != parsed.kind:

@@ -15,7 +15,10 @@ from edge_agent.contract import (
     Channel,
     ContractError,
     DesiredConfig,
+    DesiredRelease,
+    Message,
     ReportedConfig,
+    ReportedRelease,
     Topics,
     decode,
     encode,
@@ -60,39 +63,27 @@ def _connect(settings: MqttSettings) -> mqtt.Client:
     return client
 
 
-def read_config_state(settings: MqttSettings, quiet_s: float = 0.5) -> dict[str, ConfigSync]:
-    """Every agent's retained desired and reported configuration.
-
-    Retained messages arrive right after the subscription; the read ends once none
-    has come for ``quiet_s``.
-    """
+def _collect(settings: MqttSettings, filters: list[str], quiet_s: float) -> list[Message]:
+    """The retained messages under ``filters``; the read ends once none has come for
+    ``quiet_s`` (retained messages arrive right after the subscription)."""
     topics = Topics(settings.topic_prefix)
-    desired: dict[str, DesiredConfig] = {}
-    reported: dict[str, ReportedConfig] = {}
+    found: list[Message] = []
     last = [time.monotonic()]
     subscribed = threading.Event()
 
     def on_message(_c: object, _u: object, message: mqtt.MQTTMessage) -> None:
         last[0] = time.monotonic()
         try:
-            parsed, body = decode(topics, message.topic, bytes(message.payload))
+            _, body = decode(topics, message.topic, bytes(message.payload))
         except ContractError:
             return  # an unreadable desired message shows as the agent's rejection
-        if isinstance(body, DesiredConfig):
-            desired[parsed.agent_id] = body
-        elif isinstance(body, ReportedConfig):
-            reported[parsed.agent_id] = body
+        found.append(body)
 
     client = _connect(settings)
     try:
         client.on_message = on_message
         client.on_subscribe = lambda *_: subscribed.set()
-        client.subscribe(
-            [
-                (topics.every_agent(Channel.DESIRED), QOS),
-                (topics.every_agent(Channel.REPORTED), QOS),
-            ]
-        )
+        client.subscribe([(topic, QOS) for topic in filters])
         subscribed.wait(10)
         last[0] = time.monotonic()
         while time.monotonic() - last[0] < quiet_s:
@@ -100,30 +91,57 @@ def read_config_state(settings: MqttSettings, quiet_s: float = 0.5) -> dict[str,
     finally:
         client.disconnect()
         client.loop_stop()
+    return found
+
+
+def read_config_state(settings: MqttSettings, quiet_s: float = 0.5) -> dict[str, ConfigSync]:
+    """Every agent's retained desired and reported configuration."""
+    topics = Topics(settings.topic_prefix)
+    filters = [topics.every_agent(Channel.DESIRED), topics.every_agent(Channel.REPORTED)]
+    messages = _collect(settings, filters, quiet_s)
+    desired = {m.agent_id: m for m in messages if isinstance(m, DesiredConfig)}
+    reported = {m.agent_id: m for m in messages if isinstance(m, ReportedConfig)}
     return {
         agent_id: ConfigSync(agent_id, desired.get(agent_id), reported.get(agent_id))
         for agent_id in sorted({*desired, *reported})
     }
 
 
+def read_release_state(
+    settings: MqttSettings, quiet_s: float = 0.5
+) -> dict[str, tuple[DesiredRelease | None, ReportedRelease | None]]:
+    """Every agent's retained desired release and update report."""
+    topics = Topics(settings.topic_prefix)
+    filters = [topics.every_agent(Channel.DESIRED), topics.every_agent(Channel.REPORTED)]
+    messages = _collect(settings, filters, quiet_s)
+    desired = {m.agent_id: m for m in messages if isinstance(m, DesiredRelease)}
+    reported = {m.agent_id: m for m in messages if isinstance(m, ReportedRelease)}
+    return {
+        agent_id: (desired.get(agent_id), reported.get(agent_id))
+        for agent_id in sorted({*desired, *reported})
+    }
+
+
 def publish_desired(
     settings: MqttSettings,
-    messages: Sequence[DesiredConfig],
-    progress: Callable[[DesiredConfig], None] = lambda _: None,
+    messages: Sequence[DesiredConfig | DesiredRelease],
+    progress: Callable[[DesiredConfig | DesiredRelease], None] = lambda _: None,
 ) -> None:
-    """Publish each desired configuration, retained, and wait for the broker's PUBACK."""
+    """Publish each desired state, retained, and wait for the broker's PUBACK."""
     topics = Topics(settings.topic_prefix)
     client = _connect(settings)
     try:
         for message in messages:
-            info = client.publish(
-                topics.desired_config(message.agent_id), encode(message), qos=QOS, retain=True
+            topic = (
+                topics.desired_config(message.agent_id)
+                if isinstance(message, DesiredConfig)
+                else topics.desired_release(message.agent_id)
             )
+            info = client.publish(topic, encode(message), qos=QOS, retain=True)
             info.wait_for_publish(10)
             if not info.is_published():
-                raise BrokerUnavailable(
-                    f"the broker did not take {message.agent_id}'s configuration"
-                )
+                who = message.agent_id
+                raise BrokerUnavailable(f"the broker did not take {who}'s desired state")
             progress(message)
     finally:
         client.disconnect()

@@ -39,6 +39,7 @@ from edge_agent.contract import (
     Batch,
     DataMessage,
     DesiredConfig,
+    DesiredRelease,
     DeviceStatusCode,
     Event,
     HealthReport,
@@ -46,6 +47,7 @@ from edge_agent.contract import (
     Reading,
     ReadingKind,
     ReportedConfig,
+    ReportedRelease,
     StoredAck,
 )
 from fleet.lineprotocol import FieldValue, Point
@@ -286,7 +288,9 @@ def message_points(message: Message, received_ns: int) -> list[Point]:
             for index, item in enumerate(message.messages)
             for point in data_points(item, received_ns + index, message.historical)
         ]
-    if isinstance(message, StoredAck | DesiredConfig | ReportedConfig):
+    if isinstance(
+        message, StoredAck | DesiredConfig | ReportedConfig | DesiredRelease | ReportedRelease
+    ):
         return []  # configuration and acknowledgements: not subscribed to, never stored
     return data_points(message, received_ns)
 

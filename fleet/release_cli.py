@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
-from edge_agent.contract import AgentKind, utc_now
+from edge_agent.contract import AgentKind, DesiredRelease, utc_now
 from edge_agent.release import (
     MANIFEST_NAME,
     SIGNATURE_SUFFIX,
@@ -23,7 +26,18 @@ from edge_agent.release import (
     sign,
 )
 from edge_agent.tls import write_private, write_public
-from fleet.cli_support import error
+from fleet.cli_support import (
+    ConfigOption,
+    JsonOption,
+    error,
+    fail_with,
+    load_config,
+    open_influx,
+)
+from fleet.config_sync import publish_desired, read_release_state
+from fleet.desired import TARGET_HELP, TargetError, select_agents
+from fleet.errors import FleetError
+from fleet.queries import list_agents
 
 console = Console()
 keys_app = typer.Typer(help="The release signing key.", no_args_is_help=True)
@@ -94,3 +108,74 @@ def release_publish(
         f"Published {version}: {manifest.artifact}, {manifest.size:,} bytes, "
         f"sha256 {manifest.sha256[:16]}…, for {', '.join(k.value for k in manifest.kinds)}"
     )
+
+
+@release_app.command("deploy")
+def release_deploy(
+    version: Annotated[str, typer.Argument(help="A published version.")],
+    url: Annotated[str, typer.Option(help="Where releases are served (the store's URL).")],
+    target: Annotated[list[str], typer.Option("--target", "-t", help=TARGET_HELP)],
+    config: ConfigOption = None,
+) -> None:
+    """Ask the targeted agents to run VERSION (retained: offline ones get it on return).
+
+    Each agent verifies, installs, waits for its moment (closed booth, no consultation,
+    parked bus), restarts into it and commits only once healthy.
+    """
+    settings = load_config(config)
+    try:
+        with open_influx(settings) as influx:
+            agents = select_agents(list_agents(influx, utc_now()), target)
+        now = utc_now()
+        messages = [
+            DesiredRelease(agent_id=agent_id, version=version, url=url, issued_at=now)
+            for agent_id in agents
+        ]
+        publish_desired(settings.mqtt, messages)
+    except TargetError as exc:
+        error(str(exc))
+        raise typer.Exit(1) from None
+    except ValueError as exc:  # a malformed version or URL
+        error(str(exc).splitlines()[0])
+        raise typer.Exit(2) from None
+    except FleetError as exc:
+        raise fail_with(exc) from None
+    console.print(f"Asked {len(messages)} agent(s) to run {version}: {', '.join(agents)}")
+
+
+@release_app.command("status")
+def release_status(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    """Per agent: the release asked for, the one running, and where the update is."""
+    settings = load_config(config)
+    try:
+        rows = read_release_state(settings.mqtt)
+    except FleetError as exc:
+        raise fail_with(exc) from None
+    data = [
+        {
+            "agent_id": agent_id,
+            "desired": desired.version if desired else None,
+            "running": reported.running if reported else None,
+            "phase": reported.phase.value if reported else None,
+            "target": reported.target if reported else None,
+            "progress_percent": reported.progress_percent if reported else None,
+            "reason": reported.reason if reported else "",
+        }
+        for agent_id, (desired, reported) in rows.items()
+    ]
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    table = Table("agent", "desired", "running", "phase", "reason", header_style="bold")
+    for row in data:
+        phase = str(row["phase"] or "-")
+        if row["progress_percent"] is not None and phase == "downloading":
+            phase += f" {row['progress_percent']}%"
+        table.add_row(
+            str(row["agent_id"]),
+            str(row["desired"] or "-"),
+            str(row["running"] or "-"),
+            phase,
+            escape(str(row["reason"])),
+        )
+    console.print(table)

@@ -1,0 +1,284 @@
+"""Signed updates end to end: a real broker, a real HTTP artifact server, the launcher
+and the agent as real processes with their install root in a temporary folder."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from edge_agent.release import MANIFEST_NAME, SIGNATURE_SUFFIX, generate_key, sign
+from edge_agent.slots import InstallRoot
+from fleet.artifacts import ArtifactServer
+
+from .conftest import REPO, AgentFactory, Processes, Tap, wait_until
+from .test_cli import run
+
+pytestmark = pytest.mark.integration
+
+OLD = "0.9.0"
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def build_release(folder: Path, version: str, *, broken: bool = False) -> Path:
+    """The agent's code as a wheel-shaped zip with its version set; a broken one dies
+    at start, as a release with a fatal bug would."""
+    wheel = folder / f"vigie-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for path in sorted((REPO / "edge_agent").rglob("*.py")):
+            name = str(path.relative_to(REPO))
+            text = path.read_text()
+            if name == "edge_agent/__init__.py":
+                text = text.replace('__version__ = "0.1.0"', f'__version__ = "{version}"')
+                assert version in text
+            if broken and name == "edge_agent/__main__.py":
+                text = "raise SystemExit(3)\n"
+            archive.writestr(name, text)
+    return wheel
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Path:
+    folder = tmp_path / "keys"
+    done = run("fleet", "keys", "generate", "--out", str(folder))
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    folder = tmp_path / "store"
+    folder.mkdir()
+    server = ArtifactServer(folder)
+    server.start()
+    yield folder, server.url
+    server.stop()
+
+
+def publish(tmp_path: Path, keys: Path, store: Path, version: str, **kwargs: bool) -> None:
+    wheel = build_release(tmp_path, version, **kwargs)
+    done = run(
+        "fleet", "release", "publish", str(wheel), "--version", version,
+        "--key", str(keys / "release.key"), "--store", str(store),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def closed_now() -> dict[str, Any]:
+    """Opening hours that exclude today: the booth is closed, it may restart."""
+    today = WEEKDAYS[datetime.now(ZoneInfo("Europe/Paris")).weekday()]
+    other = WEEKDAYS[(WEEKDAYS.index(today) + 3) % 7]
+    return {"timezone": "Europe/Paris", "week": {other: ["08:00-09:00"]}}
+
+
+def install_root(tmp_path: Path) -> Path:
+    root = tmp_path / "install"
+    slots = InstallRoot(root)
+    slots.install(build_release(tmp_path, OLD), OLD, "a")
+    slots.switch("a")
+    return root
+
+
+def start(
+    processes: Processes,
+    agent_config: AgentFactory,
+    agent_id: str,
+    root: Path,
+    keys: Path,
+    **overrides: Any,
+) -> None:
+    config = agent_config(
+        agent_id,
+        updates={
+            "root": str(root),
+            "public_key_file": str(keys / "release.pub"),
+            "health_timeout_s": 60,
+            "check_interval_s": 0.3,
+        },
+        **{"opening_hours": closed_now(), **overrides},
+    )
+    processes.start(
+        "launcher", "-m", "edge_agent", "launch", "--root", str(root), "--",
+        "run", "--config", str(config),
+    )  # fmt: skip
+
+
+def reports(tap: Tap, agent_id: str) -> list[dict[str, Any]]:
+    return [body for topic, body in tap.messages if topic.endswith(f"/{agent_id}/reported/release")]
+
+
+def deploy(fleet_config: Path, version: str, url: str, agent_id: str) -> None:
+    done = run(
+        "fleet", "release", "deploy", version, "--url", url, "--target", agent_id,
+        "--config", str(fleet_config),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def known(fleet_config: Path, agent_id: str) -> bool:
+    done = run("fleet", "agents", "--json", "--config", str(fleet_config))
+    return any(row["agent_id"] == agent_id for row in json.loads(done.stdout or "[]"))
+
+
+def test_an_update_waits_for_the_consultation_then_installs_restarts_and_commits(
+    processes: Processes,
+    fleet_config: Path,
+    agent_config: AgentFactory,
+    tap: Tap,
+    tmp_path: Path,
+    keys: Path,
+    store: tuple[Path, str],
+) -> None:
+    processes.start_fleet(fleet_config)
+    publish(tmp_path, keys, store[0], "1.0.0")
+    root = install_root(tmp_path)
+    consultation = tmp_path / "consultation"
+    consultation.write_text("c-0123456789abcdef")
+    start(processes, agent_config, "upd-ok", root, keys, consultation_file=str(consultation))
+    wait_until(lambda: known(fleet_config, "upd-ok"), 60, "the agent known to the fleet")
+    deploy(fleet_config, "1.0.0", store[1], "upd-ok")
+    # Downloaded and installed, but a consultation is in progress: no restart.
+    waiting = wait_until(
+        lambda: [r for r in reports(tap, "upd-ok") if r["phase"] == "waiting"], 60, "waiting"
+    )
+    assert waiting[-1]["reason"] == "a consultation is in progress"
+    assert InstallRoot(root).active_slot() == "a"
+    assert InstallRoot(root).slot_version("b") == "1.0.0"
+    phases = [r["phase"] for r in reports(tap, "upd-ok")]
+    for step in ("downloading", "verifying", "installing"):
+        assert step in phases, phases
+    consultation.unlink()
+    wait_until(
+        lambda: any(
+            r["phase"] == "committed" and r["running"] == "1.0.0" for r in reports(tap, "upd-ok")
+        ),
+        90,
+        "the new release committed after its health check",
+    )
+    slots = InstallRoot(root)
+    assert slots.active_slot() == "b"
+    assert slots.state().phase == "committed"
+    status = json.loads(
+        run("fleet", "release", "status", "--json", "--config", str(fleet_config)).stdout
+    )
+    row = next(r for r in status if r["agent_id"] == "upd-ok")
+    assert (row["desired"], row["running"], row["phase"]) == ("1.0.0", "1.0.0", "committed")
+
+
+def test_a_release_that_fails_its_trial_is_rolled_back_and_not_retried(
+    processes: Processes,
+    fleet_config: Path,
+    agent_config: AgentFactory,
+    tap: Tap,
+    tmp_path: Path,
+    keys: Path,
+    store: tuple[Path, str],
+) -> None:
+    processes.start_fleet(fleet_config)
+    publish(tmp_path, keys, store[0], "1.0.0", broken=True)
+    root = install_root(tmp_path)
+    start(processes, agent_config, "upd-bad", root, keys)
+    wait_until(lambda: known(fleet_config, "upd-bad"), 60, "the agent known to the fleet")
+    deploy(fleet_config, "1.0.0", store[1], "upd-bad")
+    rolled = wait_until(
+        lambda: [r for r in reports(tap, "upd-bad") if r["phase"] == "rolled_back"],
+        120,
+        "the rollback",
+    )
+    assert rolled[-1]["running"] == OLD
+    assert rolled[-1]["target"] == "1.0.0"
+    assert "failed to start 3 times" in rolled[-1]["reason"]
+    slots = InstallRoot(root)
+    assert slots.active_slot() == "a"
+    assert "1.0.0" in slots.state().failed
+    # The desired release still says 1.0.0 (retained): the agent does not try it again.
+    assert slots.slot_version("b") == "1.0.0"
+    assert not [r for r in reports(tap, "upd-bad") if r["phase"] == "installing"][1:]
+
+
+def test_unsigned_or_badly_signed_releases_are_refused_and_nothing_is_installed(
+    processes: Processes,
+    fleet_config: Path,
+    agent_config: AgentFactory,
+    tap: Tap,
+    tmp_path: Path,
+    keys: Path,
+    store: tuple[Path, str],
+) -> None:
+    processes.start_fleet(fleet_config)
+    publish(tmp_path, keys, store[0], "1.0.0")
+    release = store[0] / "1.0.0"
+    manifest = (release / MANIFEST_NAME).read_bytes()
+    (release / (MANIFEST_NAME + SIGNATURE_SUFFIX)).write_bytes(sign(manifest, generate_key()))
+    root = install_root(tmp_path)
+    start(processes, agent_config, "upd-sig", root, keys)
+    wait_until(lambda: known(fleet_config, "upd-sig"), 60, "the agent known to the fleet")
+    deploy(fleet_config, "1.0.0", store[1], "upd-sig")
+    refused = wait_until(
+        lambda: [r for r in reports(tap, "upd-sig") if r["phase"] == "refused"], 60, "a refusal"
+    )
+    assert "bad signature" in refused[-1]["reason"]
+    assert InstallRoot(root).slot_version("b") is None
+    assert InstallRoot(root).active_slot() == "a"
+
+
+def test_a_booth_open_for_consultations_is_not_restarted(
+    processes: Processes,
+    fleet_config: Path,
+    agent_config: AgentFactory,
+    tap: Tap,
+    tmp_path: Path,
+    keys: Path,
+    store: tuple[Path, str],
+) -> None:
+    processes.start_fleet(fleet_config)
+    publish(tmp_path, keys, store[0], "1.0.0")
+    root = install_root(tmp_path)
+    always = {"timezone": "Europe/Paris", "week": {d: ["00:00-24:00"] for d in WEEKDAYS}}
+    start(processes, agent_config, "upd-open", root, keys, opening_hours=always)
+    wait_until(lambda: known(fleet_config, "upd-open"), 60, "the agent known to the fleet")
+    deploy(fleet_config, "1.0.0", store[1], "upd-open")
+    waiting = wait_until(
+        lambda: [r for r in reports(tap, "upd-open") if r["phase"] == "waiting"], 60, "waiting"
+    )
+    assert waiting[-1]["reason"] == "the booth is open"
+    assert InstallRoot(root).active_slot() == "a"
+
+
+def test_after_a_power_cut_mid_update_the_launcher_finds_a_consistent_state(
+    processes: Processes,
+    fleet_config: Path,
+    agent_config: AgentFactory,
+    tap: Tap,
+    tmp_path: Path,
+    keys: Path,
+) -> None:
+    """Two moments a SIGKILL or a power cut can hit: while a slot is being unpacked
+    (the half slot is discarded, the old release runs), and right after the switch to
+    the new slot (its trial goes on, and it commits once healthy)."""
+    processes.start_fleet(fleet_config)
+    root = install_root(tmp_path)
+    slots = InstallRoot(root)
+    partial = root / "slots" / ".b.partial" / "edge_agent"
+    partial.mkdir(parents=True)
+    (partial / "__init__.py").write_text("half a file")
+    slots.install(build_release(tmp_path, "1.0.0"), "1.0.0", "b")
+    (root / "slots" / ".a.partial").mkdir()
+    slots.begin_trial("1.0.0", "b", 60, OLD)  # the record and the switch, then the cut
+    start(processes, agent_config, "upd-cut", root, keys)
+    wait_until(
+        lambda: any(
+            r["phase"] == "committed" and r["running"] == "1.0.0" for r in reports(tap, "upd-cut")
+        ),
+        90,
+        "the interrupted trial to finish and commit",
+    )
+    assert not (root / "slots" / ".a.partial").exists()
+    assert not (root / "slots" / ".b.partial").exists()
+    assert slots.state().phase == "committed"
