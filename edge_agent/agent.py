@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
@@ -62,6 +61,7 @@ from edge_agent.contract import (
 from edge_agent.decoders.base import ReadingDraft
 from edge_agent.desired import ConfigRejected, apply_settings, effective_settings
 from edge_agent.drivers.base import Driver
+from edge_agent.files import write_atomically
 from edge_agent.health import sample_system
 from edge_agent.instrument import Instrument
 from edge_agent.launcher import RESTART_EXIT_CODE
@@ -130,15 +130,6 @@ def broker_identity(config: AgentConfig) -> dict[str, Any]:
         "username": credentials.username,
         "password": password.get_secret_value() if password is not None else None,
     }
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_suffix(".tmp")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
 
 
 @dataclass
@@ -303,7 +294,7 @@ class Agent:
             self.reject_config(desired.version, desired.sha256, exc.field, exc.reason)
             return False
         # On disk first: the last known good one survives a crash from here on.
-        _write_atomically(self._saved_desired, encode(desired))
+        write_atomically(self._saved_desired, encode(desired))
         self._reconfigure(merged)
         self.config_version = desired.version
         self.config_rejection = None

@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from edge_agent.files import sync_dir, write_atomically
+
 Phase = Literal["idle", "trial", "committed", "rolled_back"]
 SLOTS: tuple[str, str] = ("a", "b")
 
@@ -65,7 +67,7 @@ class InstallRoot:
             return UpdateState(reason="update state was damaged; reset")
 
     def save(self, state: UpdateState) -> None:
-        _write_atomically(self.state_path, json.dumps(asdict(state), indent=1).encode())
+        write_atomically(self.state_path, json.dumps(asdict(state), indent=1).encode())
 
     # --- slots ---------------------------------------------------------------------------
 
@@ -105,7 +107,7 @@ class InstallRoot:
         if final.exists():
             shutil.rmtree(final)
         partial.rename(final)
-        _sync_dir(final.parent)
+        sync_dir(final.parent)
 
     def discard_partial(self) -> None:
         for slot in SLOTS:
@@ -117,7 +119,7 @@ class InstallRoot:
         link.unlink(missing_ok=True)
         link.symlink_to(Path("slots") / slot)
         link.replace(self.current)
-        _sync_dir(self.root)
+        sync_dir(self.root)
 
     def begin_trial(
         self, version: str, slot: str, health_timeout_s: float, running_version: str
@@ -154,28 +156,9 @@ class InstallRoot:
         return rolled
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)
-    _sync_dir(path.parent)
-
-
-def _sync_dir(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def _sync_tree(root: Path) -> None:
     for folder, _, files in os.walk(root):
         for name in files:
             with (Path(folder) / name).open("rb") as handle:
                 os.fsync(handle.fileno())
-        _sync_dir(Path(folder))
+        sync_dir(Path(folder))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent.contract import MAX_PAYLOAD_BYTES, PROTOCOL_LEVEL, Topics
-from edge_agent.tls import write_private, write_public
+from edge_agent.files import write_private, write_public
 from fleet.pki import CertificateAuthority, Role
 
 #: Names the setup gives the central side's own identities.

@@ -23,7 +23,8 @@ from typing import Self
 import httpx
 
 from edge_agent.contract import DEFAULT_PREFIX
-from edge_agent.tls import BrokerCredentials, read_secret, write_private, write_public
+from edge_agent.files import write_private, write_public
+from edge_agent.tls import BrokerCredentials, read_secret
 from fleet.broker import (
     SERVICE_IDENTITY,
     TECHNICIAN_IDENTITY,

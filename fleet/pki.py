@@ -35,7 +35,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from edge_agent.tls import key_pem, new_key, write_private, write_public
+from edge_agent.files import write_private, write_public
+from edge_agent.tls import key_pem, new_key
 from fleet.errors import FleetError
 
 #: Agent ids and the other identities share the contract's identifier rules, so a

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from edge_agent.contract import AgentKind, DesiredRelease, utc_now
+from edge_agent.files import write_private, write_public
 from edge_agent.release import (
     MANIFEST_NAME,
     SIGNATURE_SUFFIX,
@@ -25,7 +26,6 @@ from edge_agent.release import (
     public_key_pem,
     sign,
 )
-from edge_agent.tls import write_private, write_public
 from fleet.cli_support import (
     ConfigOption,
     JsonOption,

@@ -20,7 +20,8 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from edge_agent.contract import DEFAULT_PREFIX, AgentKind
-from edge_agent.tls import TlsError, read_secret, write_private, write_public
+from edge_agent.files import write_private, write_public
+from edge_agent.tls import TlsError, read_secret
 from fleet.broker import (
     SERVICE_IDENTITY,
     TECHNICIAN_IDENTITY,

@@ -20,7 +20,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 
 from edge_agent.contract import Topics, encode
-from edge_agent.tls import BrokerCredentials, client_context, write_private, write_public
+from edge_agent.files import write_private, write_public
+from edge_agent.tls import BrokerCredentials, client_context
 from fleet.broker import MAX_PACKET_BYTES
 from fleet.devstack import InfluxDB, Mosquitto, free_port
 from fleet.errors import InfluxUnauthorized
