@@ -9,7 +9,10 @@ Tasks (one asyncio.TaskGroup per agent):
   the birth, then drains the outbox in sequence order, paced, in batches when more
   than one message is due; each message stays in the outbox until the fleet confirms
   it has stored it (a ``StoredAck``), and is sent again if that confirmation does not
-  come; the sender reconnects with capped, jittered backoff when anything goes wrong.
+  come; the sender reconnects with capped, jittered backoff when anything goes wrong;
+- on the same connection it receives desired state: a configuration (applied at once,
+  ``edge_agent/desired.py``) or a release (handed to the updater task,
+  ``edge_agent/updater.py``), and publishes what it runs (``reported/...``).
 """
 
 from __future__ import annotations
