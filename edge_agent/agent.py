@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -42,7 +41,6 @@ from edge_agent.contract import (
     QOS_STATE,
     AgentState,
     Birth,
-    ConfigRejection,
     ContractError,
     DataMessage,
     DesiredConfig,
@@ -62,9 +60,7 @@ from edge_agent.contract import (
     utc_now,
 )
 from edge_agent.decoders.base import ReadingDraft
-from edge_agent.desired import ConfigRejected, apply_settings, effective_settings
 from edge_agent.drivers.base import Driver
-from edge_agent.files import write_atomically
 from edge_agent.health import sample_system
 from edge_agent.instrument import Instrument
 from edge_agent.launcher import RESTART_EXIT_CODE
@@ -72,6 +68,7 @@ from edge_agent.outbox import Outbox, OutboxEntry
 from edge_agent.pacing import TokenBucket
 from edge_agent.profiles import DeviceProfile
 from edge_agent.readings import ReadingOrigin, build_reading
+from edge_agent.remote_config import RemoteConfig
 from edge_agent.simulation.devices import frame_for
 from edge_agent.simulation.instruments import instrument_for
 from edge_agent.tls import check_identity, client_context
@@ -151,17 +148,13 @@ class Agent:
             self.config.outbox.synchronous,
             self.config.outbox.max_bytes,
         )
-        #: The agent's own file; a desired configuration is laid over it, never over
-        #: the previous push (edge_agent/desired.py).
-        self.base_config = self.config
-        self.config_version = 0
-        self.config_rejection: ConfigRejection | None = None
-        self.timezone = ZoneInfo(self.config.opening_hours.timezone)
+        self.remote_config = RemoteConfig(base=self.config, record_event=self.record_event)
         self.instruments: list[Instrument] = []
         #: Per running instrument, the event that stops it (set on shutdown too).
         self._halts: dict[str, asyncio.Event] = {}
         self._group: asyncio.TaskGroup | None = None
-        self._load_saved_desired()
+        self.config = self.remote_config.load_saved()
+        self.timezone = ZoneInfo(self.config.opening_hours.timezone)
         profiles = device_profiles(self.config)
         self.instruments = [
             self._make_instrument(device, profiles.get(device.id))
@@ -234,82 +227,17 @@ class Agent:
 
     # --- desired configuration ---------------------------------------------------------
 
-    @property
-    def _saved_desired(self) -> Path:
-        return self.config.state_dir / "desired-config.json"
-
-    def _load_saved_desired(self) -> None:
-        """Run the last configuration pushed and accepted, even before the broker answers."""
-        try:
-            saved = DesiredConfig.model_validate_json(self._saved_desired.read_bytes())
-            self.config = apply_settings(self.base_config, saved.settings)
-        except FileNotFoundError:
-            return
-        except (OSError, ValueError) as exc:  # damaged, or no longer fits the file
-            log.warning("%s: saved desired configuration not used: %s", self.config.agent_id, exc)
-            self.record_event("config_saved_ignored", Severity.WARNING, str(exc)[:500])
-            return
-        self.config_version = saved.version
-        self.timezone = ZoneInfo(self.config.opening_hours.timezone)
-
     def reported_config(self) -> ReportedConfig:
-        settings = effective_settings(self.config)
-        return ReportedConfig(
-            agent_id=self.config.agent_id,
-            version=self.config_version,
-            sha256=settings.digest(),
-            settings=settings,
-            rejected=self.config_rejection,
-            at=self.clock(),
-        )
-
-    def reject_config(self, version: int, sha256: str | None, field: str, reason: str) -> None:
-        self.config_rejection = ConfigRejection(
-            version=version, sha256=sha256, field=field[:200], reason=reason[:1000]
-        )
-        log.warning(
-            "%s: desired configuration %d refused: %s: %s",
-            self.config.agent_id,
-            version,
-            field,
-            reason,
-        )
-        self.record_event(
-            "config_rejected", Severity.WARNING, f"version {version}: {field}: {reason}"
-        )
+        return self.remote_config.report(self.config, self.clock())
 
     def apply_desired(self, desired: DesiredConfig) -> bool:
         """Apply a desired configuration; True if what runs changed. A refused one
         leaves everything as it was, with the reason in the reported state."""
-        if desired.version < self.config_version:
-            self.reject_config(
-                desired.version,
-                desired.sha256,
-                "version",
-                f"older than the running version {self.config_version}",
-            )
+        merged = self.remote_config.accept(desired)
+        if merged is None:
             return False
-        if desired.version == self.config_version and self._saved_sha256() == desired.sha256:
-            return False  # already running it (a retained message seen again)
-        try:
-            merged = apply_settings(self.base_config, desired.settings)
-        except ConfigRejected as exc:
-            self.reject_config(desired.version, desired.sha256, exc.field, exc.reason)
-            return False
-        # On disk first: the last known good one survives a crash from here on.
-        write_atomically(self._saved_desired, encode(desired))
         self._reconfigure(merged)
-        self.config_version = desired.version
-        self.config_rejection = None
-        log.info("%s: running desired configuration %d", self.config.agent_id, desired.version)
-        self.record_event("config_applied", Severity.INFO, f"version {desired.version}")
         return True
-
-    def _saved_sha256(self) -> str | None:
-        try:
-            return DesiredConfig.model_validate_json(self._saved_desired.read_bytes()).sha256
-        except (OSError, ValueError):
-            return None
 
     def _reconfigure(self, new: AgentConfig) -> None:
         """Switch to ``new`` without a restart: instruments stopped, started or retuned."""
@@ -690,7 +618,7 @@ class Agent:
     async def _on_desired(self, client: aiomqtt.Client, payload: bytes, error: str | None) -> None:
         """A desired configuration arrived (or an unreadable one): apply it, say so."""
         if error is not None:
-            self.reject_config(0, None, error.partition(": ")[0] or "payload", error)
+            self.remote_config.reject(0, None, error.partition(": ")[0] or "payload", error)
             await self._publish_reported(client)
             return
         desired = DesiredConfig.model_validate_json(payload)

@@ -44,7 +44,7 @@ def desired(
 
 
 def test_settings_are_laid_over_the_file_and_validated_as_a_whole(tmp_path: Path) -> None:
-    base = make_agent(tmp_path).base_config
+    base = make_agent(tmp_path).remote_config.base
     merged = apply_settings(base, SETTINGS)
     assert merged.health_interval_s == 5
     assert merged.devices[0].interval_s == 30
@@ -83,7 +83,7 @@ def test_the_agent_applies_persists_and_refuses_as_it_should(tmp_path: Path) -> 
     agent.outbox.close()
     again = make_agent(tmp_path)
     assert again.config.health_interval_s == 5
-    assert again.config_version == 2
+    assert again.remote_config.version == 2
     # A configuration the agent cannot run keeps the old one, with the reason.
     assert (
         again.apply_desired(desired(3, ManagedSettings(devices={"x": DeviceOverride()}))) is False
