@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -126,23 +126,48 @@ def known(fleet_config: Path, agent_id: str) -> bool:
     return any(row["agent_id"] == agent_id for row in json.loads(done.stdout or "[]"))
 
 
-def test_an_update_waits_for_the_consultation_then_installs_restarts_and_commits(
+Rollout = Callable[..., Path]
+
+
+@pytest.fixture
+def rollout(
     processes: Processes,
     fleet_config: Path,
     agent_config: AgentFactory,
-    tap: Tap,
     tmp_path: Path,
     keys: Path,
     store: tuple[Path, str],
+) -> Rollout:
+    """Publish 1.0.0, start an agent on 0.9.0 under the launcher, ask it to run 1.0.0;
+    returns its install root. ``broken`` publishes a release that cannot start,
+    ``tamper`` changes the published folder, other keywords go to the agent config."""
+
+    def go(
+        agent_id: str,
+        *,
+        broken: bool = False,
+        tamper: Callable[[Path], None] | None = None,
+        **overrides: Any,
+    ) -> Path:
+        processes.start_fleet(fleet_config)
+        publish(tmp_path, keys, store[0], "1.0.0", broken=broken)
+        if tamper is not None:
+            tamper(store[0] / "1.0.0")
+        root = install_root(tmp_path)
+        start(processes, agent_config, agent_id, root, keys, **overrides)
+        wait_until(lambda: known(fleet_config, agent_id), 60, "the agent known to the fleet")
+        deploy(fleet_config, "1.0.0", store[1], agent_id)
+        return root
+
+    return go
+
+
+def test_an_update_waits_for_the_consultation_then_installs_restarts_and_commits(
+    rollout: Rollout, fleet_config: Path, tap: Tap, tmp_path: Path
 ) -> None:
-    processes.start_fleet(fleet_config)
-    publish(tmp_path, keys, store[0], "1.0.0")
-    root = install_root(tmp_path)
     consultation = tmp_path / "consultation"
     consultation.write_text("c-0123456789abcdef")
-    start(processes, agent_config, "upd-ok", root, keys, consultation_file=str(consultation))
-    wait_until(lambda: known(fleet_config, "upd-ok"), 60, "the agent known to the fleet")
-    deploy(fleet_config, "1.0.0", store[1], "upd-ok")
+    root = rollout("upd-ok", consultation_file=str(consultation))
     # Downloaded and installed, but a consultation is in progress: no restart.
     waiting = wait_until(
         lambda: [r for r in reports(tap, "upd-ok") if r["phase"] == "waiting"], 60, "waiting"
@@ -172,20 +197,9 @@ def test_an_update_waits_for_the_consultation_then_installs_restarts_and_commits
 
 
 def test_a_release_that_fails_its_trial_is_rolled_back_and_not_retried(
-    processes: Processes,
-    fleet_config: Path,
-    agent_config: AgentFactory,
-    tap: Tap,
-    tmp_path: Path,
-    keys: Path,
-    store: tuple[Path, str],
+    rollout: Rollout, tap: Tap
 ) -> None:
-    processes.start_fleet(fleet_config)
-    publish(tmp_path, keys, store[0], "1.0.0", broken=True)
-    root = install_root(tmp_path)
-    start(processes, agent_config, "upd-bad", root, keys)
-    wait_until(lambda: known(fleet_config, "upd-bad"), 60, "the agent known to the fleet")
-    deploy(fleet_config, "1.0.0", store[1], "upd-bad")
+    root = rollout("upd-bad", broken=True)
     rolled = wait_until(
         lambda: [r for r in reports(tap, "upd-bad") if r["phase"] == "rolled_back"],
         120,
@@ -203,23 +217,14 @@ def test_a_release_that_fails_its_trial_is_rolled_back_and_not_retried(
 
 
 def test_unsigned_or_badly_signed_releases_are_refused_and_nothing_is_installed(
-    processes: Processes,
-    fleet_config: Path,
-    agent_config: AgentFactory,
-    tap: Tap,
-    tmp_path: Path,
-    keys: Path,
-    store: tuple[Path, str],
+    rollout: Rollout, tap: Tap
 ) -> None:
-    processes.start_fleet(fleet_config)
-    publish(tmp_path, keys, store[0], "1.0.0")
-    release = store[0] / "1.0.0"
-    manifest = (release / MANIFEST_NAME).read_bytes()
-    (release / (MANIFEST_NAME + SIGNATURE_SUFFIX)).write_bytes(sign(manifest, generate_key()))
-    root = install_root(tmp_path)
-    start(processes, agent_config, "upd-sig", root, keys)
-    wait_until(lambda: known(fleet_config, "upd-sig"), 60, "the agent known to the fleet")
-    deploy(fleet_config, "1.0.0", store[1], "upd-sig")
+    def sign_with_another_key(release: Path) -> None:
+        manifest = (release / MANIFEST_NAME).read_bytes()
+        signature = sign(manifest, generate_key())
+        (release / (MANIFEST_NAME + SIGNATURE_SUFFIX)).write_bytes(signature)
+
+    root = rollout("upd-sig", tamper=sign_with_another_key)
     refused = wait_until(
         lambda: [r for r in reports(tap, "upd-sig") if r["phase"] == "refused"], 60, "a refusal"
     )
@@ -228,22 +233,9 @@ def test_unsigned_or_badly_signed_releases_are_refused_and_nothing_is_installed(
     assert InstallRoot(root).active_slot() == "a"
 
 
-def test_a_booth_open_for_consultations_is_not_restarted(
-    processes: Processes,
-    fleet_config: Path,
-    agent_config: AgentFactory,
-    tap: Tap,
-    tmp_path: Path,
-    keys: Path,
-    store: tuple[Path, str],
-) -> None:
-    processes.start_fleet(fleet_config)
-    publish(tmp_path, keys, store[0], "1.0.0")
-    root = install_root(tmp_path)
+def test_a_booth_open_for_consultations_is_not_restarted(rollout: Rollout, tap: Tap) -> None:
     always = {"timezone": "Europe/Paris", "week": {d: ["00:00-24:00"] for d in WEEKDAYS}}
-    start(processes, agent_config, "upd-open", root, keys, opening_hours=always)
-    wait_until(lambda: known(fleet_config, "upd-open"), 60, "the agent known to the fleet")
-    deploy(fleet_config, "1.0.0", store[1], "upd-open")
+    root = rollout("upd-open", opening_hours=always)
     waiting = wait_until(
         lambda: [r for r in reports(tap, "upd-open") if r["phase"] == "waiting"], 60, "waiting"
     )
