@@ -121,15 +121,21 @@ class InfluxClient:
 
         Statements can carry passwords: they go in the request body, never in the URL.
         """
-        response = self._request("POST", "/query", data={"q": statement})
-        for result in response.json().get("results", []):
+        self._results(self._request("POST", "/query", data={"q": statement}))
+
+    def _results(self, response: httpx.Response) -> list[dict[str, Any]]:
+        """The statements' results; an error in any of them raises (InfluxDB answers
+        200 with the error inside the body)."""
+        results: list[dict[str, Any]] = response.json().get("results", [])
+        for result in results:
             if "error" in result:
                 error = str(result["error"])
                 if "privilege" in error or "authoriz" in error:
                     raise InfluxUnauthorized(
                         f"InfluxDB refused {self.credentials.describe()}: {error}"
                     )
-                raise InfluxRejected(f"InfluxDB refused a statement: {error}")
+                raise InfluxRejected(f"InfluxDB refused the statement: {error}")
+        return results
 
     def check_access(self) -> None:
         """Fail now, with a clear reason, if we cannot read this database (wrong
@@ -152,14 +158,7 @@ class InfluxClient:
             "GET", "/query", params={"db": self.database, "q": influxql, "epoch": "ns"}
         )
         series: list[Series] = []
-        for result in response.json().get("results", []):
-            if "error" in result:
-                error = str(result["error"])
-                if "privilege" in error or "authoriz" in error:
-                    raise InfluxUnauthorized(
-                        f"InfluxDB refused {self.credentials.describe()}: {error}"
-                    )
-                raise InfluxRejected(f"query failed: {error}")
+        for result in self._results(response):
             for item in result.get("series", []):
                 series.append(
                     Series(
