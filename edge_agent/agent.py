@@ -635,6 +635,8 @@ class Agent:
         desired_topic = self.topics.desired_config(self.config.agent_id)
         async for message in client.messages:
             topic, payload = str(message.topic), bytes(message.payload)
+            if not payload:
+                continue  # a cleared retained message: nothing is asked any more
             try:
                 _, ack = decode(self.topics, topic, payload)
             except ContractError as exc:

@@ -152,6 +152,8 @@ class Updater:
     async def _update(self, desired: DesiredRelease, stop: asyncio.Event) -> None:
         version = desired.version
         if version == __version__:
+            if self.report.phase is UpdatePhase.WAITING:  # the fleet changed its mind
+                self._set(UpdatePhase.IDLE, None, reason=f"staying on {version}, as asked")
             return
         if version in self.slots.state().failed:
             self._set(UpdatePhase.REFUSED, version, reason="this release failed here before")
@@ -175,14 +177,25 @@ class Updater:
                 break
             if self.report.phase is not UpdatePhase.WAITING or self.report.reason != blocker:
                 self._set(UpdatePhase.WAITING, version, reason=blocker)
-            if not self._wanted.empty():
-                return  # the fleet changed its mind: take the newer request
+            if self._changed_mind(version):
+                return  # take the newer request
             await asyncio.sleep(self.settings.check_interval_s)
         if stop.is_set():
             return
         self.slots.begin_trial(version, slot, self.settings.health_timeout_s, __version__)
         self._set(UpdatePhase.HEALTH_CHECKING, version, reason="restarting into it")
         self.request_restart()
+
+    def _changed_mind(self, version: str) -> bool:
+        """Whether a request for another version came; the same one again (a
+        reconnection, a second fleet instance) changes nothing."""
+        newest: DesiredRelease | None = None
+        while not self._wanted.empty():
+            newest = self._wanted.get_nowait()
+        if newest is None or newest.version == version:
+            return False
+        self._wanted.put_nowait(newest)
+        return True
 
     def _fetch_and_verify(self, desired: DesiredRelease) -> Path:
         """Blocking: manifest and signature, checks, then the artifact (resumable);

@@ -29,15 +29,29 @@ MAX_PACKET_BYTES = MAX_PAYLOAD_BYTES + 1024
 
 
 def _service_grants(prefix: str) -> list[tuple[str, str]]:
-    # Reads everything agents send, writes only "stored" acknowledgements.
+    # Reads everything agents send, writes "stored" acknowledgements, and drives
+    # rollouts: the releases agents should run and how far each rollout went.
     every_agent = f"{prefix}/{PROTOCOL_LEVEL}/+"
-    return [("read", f"{every_agent}/#"), ("write", f"{every_agent}/ack")]
+    return [
+        ("read", f"{every_agent}/#"),
+        ("write", f"{every_agent}/ack"),
+        ("write", f"{every_agent}/desired/release"),
+        ("read", f"{prefix}/rollouts/#"),
+        ("write", f"{prefix}/rollouts/+/progress"),
+    ]
 
 
 def _technician_grants(prefix: str) -> list[tuple[str, str]]:
-    # Reads everything (status, presence), publishes desired state; never acks or data.
+    # Reads everything (status, presence), publishes desired state and starts and
+    # steers rollouts; never acks or data.
     every_agent = f"{prefix}/{PROTOCOL_LEVEL}/+"
-    return [("read", f"{every_agent}/#"), ("write", f"{every_agent}/desired/#")]
+    return [
+        ("read", f"{every_agent}/#"),
+        ("write", f"{every_agent}/desired/#"),
+        ("read", f"{prefix}/rollouts/#"),
+        ("write", f"{prefix}/rollouts/+/spec"),
+        ("write", f"{prefix}/rollouts/+/control"),
+    ]
 
 
 def acl_text(

@@ -30,6 +30,8 @@ from fleet.ingest import IngestService
 from fleet.presence import AgentStatus
 from fleet.queries import AgentView, Delivery, agent_detail, list_agents, readings
 from fleet.release_cli import keys_app, release_app
+from fleet.rollout_cli import rollout_app
+from fleet.rollout_service import RolloutDriver
 from fleet.security_cli import agent_app, broker_app, ca_app, db_app
 
 app = typer.Typer(
@@ -42,6 +44,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
 app.add_typer(keys_app, name="keys")
 app.add_typer(release_app, name="release")
+app.add_typer(rollout_app, name="rollout")
 console = Console()
 log = logging.getLogger("fleet")
 
@@ -147,6 +150,8 @@ def serve(
             log.error("%s", exc)  # noqa: TRY400
             raise typer.Exit(2) from None
         service.start()
+        rollouts = RolloutDriver(settings)
+        rollouts.start()
         artifacts = _serve_artifacts(settings)
         log.info(
             "fleet service %s started (database %s at %s)",
@@ -166,6 +171,7 @@ def serve(
                 stats.stored_points,
                 dict(stats.rejected) or "none",
             )
+        rollouts.stop()
         service.stop()
         if artifacts is not None:
             artifacts.stop()

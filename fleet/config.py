@@ -102,6 +102,9 @@ class ArtifactSettings(_Section):
     dir: Path | None = None
     host: str = "0.0.0.0"  # noqa: S104 - agents download from everywhere
     port: int = Field(default=8780, ge=1, le=65535)
+    #: How agents reach the releases (this server or another): the default for
+    #: 'fleet release deploy --url' and 'fleet rollout start --url'.
+    url: str | None = Field(default=None, pattern=r"^https?://[^\s]{1,500}$")
 
 
 class FleetConfig(_Section):

@@ -27,6 +27,7 @@ from edge_agent.tls import client_context
 from fleet.config import MqttSettings
 from fleet.desired import ConfigSync
 from fleet.errors import FleetError
+from fleet.rollout import RolloutView
 
 QOS = 1
 
@@ -63,21 +64,19 @@ def _connect(settings: MqttSettings) -> mqtt.Client:
     return client
 
 
-def _collect(settings: MqttSettings, filters: list[str], quiet_s: float) -> list[Message]:
-    """The retained messages under ``filters``; the read ends once none has come for
-    ``quiet_s`` (retained messages arrive right after the subscription)."""
-    topics = Topics(settings.topic_prefix)
-    found: list[Message] = []
+def _collect_raw(
+    settings: MqttSettings, filters: list[str], quiet_s: float
+) -> list[tuple[str, bytes]]:
+    """The retained messages under ``filters`` as (topic, payload); the read ends once
+    none has come for ``quiet_s`` (retained messages arrive right after the
+    subscription)."""
+    found: list[tuple[str, bytes]] = []
     last = [time.monotonic()]
     subscribed = threading.Event()
 
     def on_message(_c: object, _u: object, message: mqtt.MQTTMessage) -> None:
         last[0] = time.monotonic()
-        try:
-            _, body = decode(topics, message.topic, bytes(message.payload))
-        except ContractError:
-            return  # an unreadable desired message shows as the agent's rejection
-        found.append(body)
+        found.append((message.topic, bytes(message.payload)))
 
     client = _connect(settings)
     try:
@@ -92,6 +91,27 @@ def _collect(settings: MqttSettings, filters: list[str], quiet_s: float) -> list
         client.disconnect()
         client.loop_stop()
     return found
+
+
+def _collect(settings: MqttSettings, filters: list[str], quiet_s: float) -> list[Message]:
+    """The retained messages under ``filters`` that follow the contract."""
+    topics = Topics(settings.topic_prefix)
+    found: list[Message] = []
+    for topic, payload in _collect_raw(settings, filters, quiet_s):
+        try:
+            _, body = decode(topics, topic, payload)
+        except ContractError:
+            continue  # an unreadable desired message shows as the agent's rejection
+        found.append(body)
+    return found
+
+
+def read_rollouts(settings: MqttSettings, quiet_s: float = 0.5) -> RolloutView:
+    """Every rollout and every agent's desired and reported release."""
+    view = RolloutView(settings.topic_prefix)
+    for topic, payload in _collect_raw(settings, view.filters(), quiet_s):
+        view.absorb(topic, payload)
+    return view
 
 
 def read_config_state(settings: MqttSettings, quiet_s: float = 0.5) -> dict[str, ConfigSync]:
@@ -129,20 +149,34 @@ def publish_desired(
 ) -> None:
     """Publish each desired state, retained, and wait for the broker's PUBACK."""
     topics = Topics(settings.topic_prefix)
+
+    def topic_of(message: DesiredConfig | DesiredRelease) -> str:
+        if isinstance(message, DesiredConfig):
+            return topics.desired_config(message.agent_id)
+        return topics.desired_release(message.agent_id)
+
+    publish_retained(
+        settings,
+        [(topic_of(message), encode(message)) for message in messages],
+        lambda index: progress(messages[index]),
+    )
+
+
+def publish_retained(
+    settings: MqttSettings,
+    messages: Sequence[tuple[str, bytes]],
+    progress: Callable[[int], None] = lambda _: None,
+) -> None:
+    """Publish (topic, payload) pairs retained at QoS 1, each confirmed by the broker
+    before the next; ``progress`` gets the index of each one done."""
     client = _connect(settings)
     try:
-        for message in messages:
-            topic = (
-                topics.desired_config(message.agent_id)
-                if isinstance(message, DesiredConfig)
-                else topics.desired_release(message.agent_id)
-            )
-            info = client.publish(topic, encode(message), qos=QOS, retain=True)
+        for index, (topic, payload) in enumerate(messages):
+            info = client.publish(topic, payload, qos=QOS, retain=True)
             info.wait_for_publish(10)
             if not info.is_published():
-                who = message.agent_id
-                raise BrokerUnavailable(f"the broker did not take {who}'s desired state")
-            progress(message)
+                raise BrokerUnavailable(f"the broker did not take {topic}")
+            progress(index)
     finally:
         client.disconnect()
         client.loop_stop()

@@ -113,8 +113,11 @@ def release_publish(
 @release_app.command("deploy")
 def release_deploy(
     version: Annotated[str, typer.Argument(help="A published version.")],
-    url: Annotated[str, typer.Option(help="Where releases are served (the store's URL).")],
     target: Annotated[list[str], typer.Option("--target", "-t", help=TARGET_HELP)],
+    url: Annotated[
+        str | None,
+        typer.Option(help="Where releases are served (default: artifacts.url in the config)."),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Ask the targeted agents to run VERSION (retained: offline ones get it on return).
@@ -123,6 +126,10 @@ def release_deploy(
     parked bus), restarts into it and commits only once healthy.
     """
     settings = load_config(config)
+    url = url or settings.artifacts.url
+    if url is None:
+        error("give --url, or set artifacts.url in the fleet configuration")
+        raise typer.Exit(2)
     try:
         with open_influx(settings) as influx:
             agents = select_agents(list_agents(influx, utc_now()), target)
