@@ -14,6 +14,7 @@ from typing import Annotated
 import httpx
 import typer
 from pydantic import ValidationError
+from rich import box
 from rich.console import Console, Group
 from rich.markup import escape
 from rich.progress_bar import ProgressBar
@@ -241,9 +242,10 @@ def _choose(view: RolloutView, rollout_id: str | None) -> RolloutStatus:
     raise typer.Exit(1)
 
 
-def _bar(status: RolloutStatus) -> ProgressBar:
+def _bar(status: RolloutStatus, width: int = 30) -> ProgressBar:
+    """Agents updated out of all the rollout's agents."""
     return ProgressBar(
-        total=max(1, len(status.outcomes)), completed=status.total(Outcome.UPDATED), width=24
+        total=max(1, len(status.outcomes)), completed=status.total(Outcome.UPDATED), width=width
     )
 
 
@@ -281,23 +283,27 @@ def _print_all(statuses: list[RolloutStatus]) -> None:
     if not statuses:
         console.print("No rollouts.")
         return
-    table = Table(
-        "rollout", "version", "state", "waves", "progress", "updated", "failed", "pending",
-        "reason", header_style="bold",
-    )  # fmt: skip
+    # Compact enough for an 80-column terminal: long ids and versions fold.
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0))
+    table.add_column("rollout", overflow="fold", min_width=10)
+    table.add_column("version", overflow="fold", min_width=9)
+    for name in ("state", "waves", "progress", "updated", "failed", "pending"):
+        table.add_column(name, no_wrap=True)
     for status in statuses:
         table.add_row(
             status.spec.rollout_id,
             status.spec.version,
             status.state.value,
             f"{status.released_waves}/{len(status.spec.waves)}",
-            _bar(status),
+            _bar(status, width=10),
             f"{status.total(Outcome.UPDATED)}/{len(status.outcomes)}",
             str(status.total(Outcome.FAILED) + status.total(Outcome.EXCUSED)),
             str(status.total(Outcome.PENDING)),
-            escape(status.reason),
         )
     console.print(table)
+    for status in statuses:
+        if status.reason and status.state in ACTIVE_STATES:
+            console.print(f"{status.spec.rollout_id}: {escape(status.reason)}")
 
 
 def _agent_details(view: RolloutView, status: RolloutStatus) -> list[dict[str, object]]:

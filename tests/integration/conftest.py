@@ -19,6 +19,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.tls import BrokerCredentials, client_context
+from fleet.artifacts import ArtifactServer
 from fleet.devstack import InfluxDB, Mosquitto
 from fleet.influx import InfluxClient
 
@@ -49,6 +50,18 @@ def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any
         time.sleep(0.2)
 
 
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+
 class Processes:
     """Child processes started by a test, all stopped (and their logs kept) at the end."""
 
@@ -56,14 +69,16 @@ class Processes:
         self.folder = folder
         self.children: list[subprocess.Popen[bytes]] = []
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(
+        self, name: str, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = (self.folder / f"{name}.log").open("ab")
         process = subprocess.Popen(
             [sys.executable, *args],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         log.close()
         self.children.append(process)
@@ -206,3 +221,21 @@ def tap(mosquitto: Mosquitto, mqtt_prefix: str) -> Iterator[Tap]:
     recorder = Tap(mosquitto, mqtt_prefix)
     yield recorder
     recorder.close()
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Path:
+    folder = tmp_path / "keys"
+    done = run("fleet", "keys", "generate", "--out", str(folder))
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    folder = tmp_path / "store"
+    folder.mkdir()
+    server = ArtifactServer(folder)
+    server.start()
+    yield folder, server.url
+    server.stop()

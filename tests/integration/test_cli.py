@@ -13,21 +13,9 @@ import yaml
 
 from fleet.devstack import free_port
 
-from .conftest import REPO, AgentFactory, Processes, wait_until
+from .conftest import REPO, AgentFactory, Processes, run, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", *args],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-        timeout=60,
-        check=False,
-        env=env,
-    )
 
 
 def test_a_malformed_agent_config_names_file_field_and_reason(

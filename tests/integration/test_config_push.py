@@ -14,8 +14,7 @@ import yaml
 
 from fleet.influx import InfluxClient
 
-from .conftest import AgentFactory, Processes, Tap, wait_until
-from .test_cli import run
+from .conftest import AgentFactory, Processes, Tap, run, wait_until
 
 pytestmark = pytest.mark.integration
 

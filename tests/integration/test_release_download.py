@@ -24,7 +24,7 @@ from edge_agent.release import (
 from fleet.artifacts import ArtifactServer
 from tests.chaos.proxy import TcpProxy
 
-from .test_cli import run
+from .conftest import run
 
 pytestmark = pytest.mark.integration
 

@@ -4,127 +4,29 @@ and the agent as real processes with their install root in a temporary folder.""
 from __future__ import annotations
 
 import json
-import zipfile
-from collections.abc import Callable, Iterator
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from edge_agent.release import MANIFEST_NAME, SIGNATURE_SUFFIX, generate_key, sign
 from edge_agent.slots import InstallRoot
-from fleet.artifacts import ArtifactServer
 
-from .conftest import REPO, AgentFactory, Processes, Tap, wait_until
-from .test_cli import run
+from .conftest import AgentFactory, Processes, Tap, run, wait_until
+from .updates import (
+    OLD,
+    WEEKDAYS,
+    build_release,
+    deploy,
+    install_root,
+    known,
+    publish,
+    reports,
+    start,
+)
 
 pytestmark = pytest.mark.integration
-
-OLD = "0.9.0"
-WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-
-
-def build_release(folder: Path, version: str, *, broken: bool = False) -> Path:
-    """The agent's code as a wheel-shaped zip with its version set; a broken one dies
-    at start, as a release with a fatal bug would."""
-    wheel = folder / f"vigie-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w") as archive:
-        for path in sorted((REPO / "edge_agent").rglob("*.py")):
-            name = str(path.relative_to(REPO))
-            text = path.read_text()
-            if name == "edge_agent/__init__.py":
-                text = text.replace('__version__ = "0.1.0"', f'__version__ = "{version}"')
-                assert version in text
-            if broken and name == "edge_agent/__main__.py":
-                text = "raise SystemExit(3)\n"
-            archive.writestr(name, text)
-    return wheel
-
-
-@pytest.fixture
-def keys(tmp_path: Path) -> Path:
-    folder = tmp_path / "keys"
-    done = run("fleet", "keys", "generate", "--out", str(folder))
-    assert done.returncode == 0, done.stderr
-    return folder
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    folder = tmp_path / "store"
-    folder.mkdir()
-    server = ArtifactServer(folder)
-    server.start()
-    yield folder, server.url
-    server.stop()
-
-
-def publish(tmp_path: Path, keys: Path, store: Path, version: str, **kwargs: bool) -> None:
-    wheel = build_release(tmp_path, version, **kwargs)
-    done = run(
-        "fleet", "release", "publish", str(wheel), "--version", version,
-        "--key", str(keys / "release.key"), "--store", str(store),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-
-
-def closed_now() -> dict[str, Any]:
-    """Opening hours that exclude today: the booth is closed, it may restart."""
-    today = WEEKDAYS[datetime.now(ZoneInfo("Europe/Paris")).weekday()]
-    other = WEEKDAYS[(WEEKDAYS.index(today) + 3) % 7]
-    return {"timezone": "Europe/Paris", "week": {other: ["08:00-09:00"]}}
-
-
-def install_root(tmp_path: Path) -> Path:
-    root = tmp_path / "install"
-    slots = InstallRoot(root)
-    slots.install(build_release(tmp_path, OLD), OLD, "a")
-    slots.switch("a")
-    return root
-
-
-def start(
-    processes: Processes,
-    agent_config: AgentFactory,
-    agent_id: str,
-    root: Path,
-    keys: Path,
-    **overrides: Any,
-) -> None:
-    config = agent_config(
-        agent_id,
-        updates={
-            "root": str(root),
-            "public_key_file": str(keys / "release.pub"),
-            "health_timeout_s": 60,
-            "check_interval_s": 0.3,
-        },
-        **{"opening_hours": closed_now(), **overrides},
-    )
-    processes.start(
-        "launcher", "-m", "edge_agent", "launch", "--root", str(root), "--",
-        "run", "--config", str(config),
-    )  # fmt: skip
-
-
-def reports(tap: Tap, agent_id: str) -> list[dict[str, Any]]:
-    return [body for topic, body in tap.messages if topic.endswith(f"/{agent_id}/reported/release")]
-
-
-def deploy(fleet_config: Path, version: str, url: str, agent_id: str) -> None:
-    done = run(
-        "fleet", "release", "deploy", version, "--url", url, "--target", agent_id,
-        "--config", str(fleet_config),
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-
-
-def known(fleet_config: Path, agent_id: str) -> bool:
-    done = run("fleet", "agents", "--json", "--config", str(fleet_config))
-    return any(row["agent_id"] == agent_id for row in json.loads(done.stdout or "[]"))
-
 
 Rollout = Callable[..., Path]
 
