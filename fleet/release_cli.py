@@ -34,10 +34,11 @@ from fleet.cli_support import (
     load_config,
     open_influx,
 )
-from fleet.config_sync import publish_desired, read_release_state
+from fleet.config_sync import publish_desired, read_release_state, read_rollouts
 from fleet.desired import TARGET_HELP, TargetError, select_agents
 from fleet.errors import FleetError
 from fleet.queries import list_agents
+from fleet.rollout import overlapping
 
 console = Console()
 keys_app = typer.Typer(help="The release signing key.", no_args_is_help=True)
@@ -133,6 +134,12 @@ def release_deploy(
     try:
         with open_influx(settings) as influx:
             agents = select_agents(list_agents(influx, utc_now()), target)
+        # A rollout would ask these agents for its own version again at its next step.
+        taken = overlapping(read_rollouts(settings.mqtt).statuses(), agents)
+        if taken:
+            listing = ", ".join(f"{agent} ({rollout})" for agent, rollout in sorted(taken.items()))
+            error(f"in an active rollout: {listing}; abort it first (fleet rollout abort)")
+            raise typer.Exit(1)
         now = utc_now()
         messages = [
             DesiredRelease(agent_id=agent_id, version=version, url=url, issued_at=now)

@@ -357,18 +357,7 @@ def evaluate(
     elif command is Command.PAUSE:
         state, reason = State.PAUSED, "paused by an operator"
 
-    to_ask: list[str] = []
-    to_restore: dict[str, str | None] = {}
-    for agent in spec.agents[:asked]:
-        wanted = desired.get(agent)
-        if state is State.ABORTED:
-            if outcomes[agent] is Outcome.CANCELLED and wanted and wanted.version == spec.version:
-                running = reported.get(agent)
-                to_restore[agent] = running.running if running is not None else None
-        elif outcomes[agent] is Outcome.PENDING and (
-            wanted is None or wanted.version != spec.version
-        ):
-            to_ask.append(agent)
+    to_ask, to_restore = _messages(spec, state, outcomes, spec.agents[:asked], desired, reported)
     return RolloutStatus(
         spec=spec,
         state=state,
@@ -379,6 +368,35 @@ def evaluate(
         to_ask=to_ask,
         to_restore=to_restore,
     )
+
+
+def _messages(
+    spec: RolloutSpec,
+    state: State,
+    outcomes: Mapping[str, Outcome],
+    asked: Sequence[str],
+    desired: Mapping[str, DesiredRelease],
+    reported: Mapping[str, ReportedRelease],
+) -> tuple[list[str], dict[str, str | None]]:
+    """Who to ask for the version, and on abort who to ask to stay (version or None
+    to clear the request); only what differs from the retained desired release."""
+    to_ask: list[str] = []
+    to_restore: dict[str, str | None] = {}
+    for agent in asked:
+        wanted = desired.get(agent)
+        if state is State.ABORTED:
+            if outcomes[agent] is Outcome.CANCELLED and wanted and wanted.version == spec.version:
+                running = reported.get(agent)
+                back = running.running if running is not None else None
+                # One already restarting into the version stays on it (its own health
+                # check decides); asking it for the version it runs would change nothing.
+                if back != spec.version:
+                    to_restore[agent] = back
+        elif outcomes[agent] is Outcome.PENDING and (
+            wanted is None or wanted.version != spec.version
+        ):
+            to_ask.append(agent)
+    return to_ask, to_restore
 
 
 def _counts(wave: list[str], outcomes: Mapping[str, Outcome]) -> WaveCounts:

@@ -242,6 +242,9 @@ def test_bad_rollout_requests_are_refused_before_anything_is_sent(
     overlap = start_rollout(NEW, "--url", store[1], "--target", "all", "--id", "r-two")
     assert overlap.returncode == 1
     assert "already in an active rollout: lone (r-one)" in overlap.stderr
+    by_hand = fleet(fleet_config, "release", "deploy", NEW, "--url", store[1], "--target", "lone")
+    assert by_hand.returncode == 1
+    assert "in an active rollout: lone (r-one)" in by_hand.stderr
     unknown = fleet(fleet_config, "rollout", "pause", "r-nine")
     assert unknown.returncode == 1
     assert "no rollout named r-nine" in unknown.stderr

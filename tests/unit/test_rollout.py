@@ -268,6 +268,20 @@ def test_an_abort_asks_agents_not_yet_updated_to_stay_where_they_are() -> None:
     assert after.to_restore == {}
 
 
+def test_an_abort_leaves_an_agent_already_restarted_into_the_version_alone() -> None:
+    # Asking it for the version it runs would change nothing, and would be asked again
+    # at every step until its health check ends.
+    rollout = spec([["a", "b"]])
+    desired = {agent: asked(agent) for agent in "ab"}
+    reports = {
+        "a": report("a", UpdatePhase.HEALTH_CHECKING, running=V),
+        "b": report("b", UpdatePhase.INSTALLING),
+    }
+    status = evaluate(rollout, control(Command.ABORT), progress(1), desired, reports)
+    assert status.outcomes == {"a": Outcome.CANCELLED, "b": Outcome.CANCELLED}
+    assert status.to_restore == {"b": OLD}
+
+
 def test_a_rollout_completes_when_every_agent_is_resolved() -> None:
     rollout = spec([["a"], ["b"]], max_failure=50)
     reports = {"a": updated("a"), "b": updated("b")}
