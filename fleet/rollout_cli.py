@@ -364,16 +364,12 @@ def _control(config: ConfigOption, rollout_id: str | None, command: Command) -> 
     if status.state not in ACTIVE_STATES:
         error(f"{status.spec.rollout_id} is {status.state.value}; nothing to change")
         raise typer.Exit(1)
-    excused = [
-        agent
-        for agent, outcome in status.outcomes.items()
-        if outcome in (Outcome.FAILED, Outcome.EXCUSED)
-    ]
+    # A resume accepts the failures seen so far; the threshold counts new ones.
+    accepted = (Outcome.EXCUSED, Outcome.FAILED) if command is Command.RUN else (Outcome.EXCUSED,)
     control = RolloutControl(
         rollout_id=status.spec.rollout_id,
         command=command,
-        # A resume accepts the failures seen so far; the threshold counts new ones.
-        excused=excused if command is Command.RUN else _excused(status),
+        excused=[agent for agent, outcome in status.outcomes.items() if outcome in accepted],
         at=utc_now(),
     )
     topic = rollout_topic(settings.mqtt.topic_prefix, status.spec.rollout_id, "control")
@@ -382,10 +378,6 @@ def _control(config: ConfigOption, rollout_id: str | None, command: Command) -> 
     except FleetError as exc:
         raise fail_with(exc) from None
     return status
-
-
-def _excused(status: RolloutStatus) -> list[str]:
-    return [agent for agent, outcome in status.outcomes.items() if outcome is Outcome.EXCUSED]
 
 
 @rollout_app.command("pause")
