@@ -4,6 +4,9 @@ and the agent as real processes with their install root in a temporary folder.""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -143,6 +146,68 @@ def test_a_booth_open_for_consultations_is_not_restarted(rollout: Rollout, tap: 
     )
     assert waiting[-1]["reason"] == "the booth is open"
     assert InstallRoot(root).active_slot() == "a"
+
+
+def children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def gone(pid: int) -> bool:
+    """Dead: no longer in /proc, or a zombie nobody reaped yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_a_power_cut_in_the_middle_of_a_real_install_is_recovered(
+    processes: Processes,
+    fleet_config: Path,
+    agent_config: AgentFactory,
+    tap: Tap,
+    tmp_path: Path,
+    keys: Path,
+    store: tuple[Path, str],
+) -> None:
+    """SIGKILL to the launcher and the agent at once, as a power cut, while the new
+    release is being unpacked: the next start discards the half slot, runs the old
+    release, installs again from the verified download and commits."""
+    processes.start_fleet(fleet_config)
+    # 2,000 files of noise: unpacking (with a sync per file) takes over a second.
+    publish(tmp_path, keys, store[0], "1.0.0", padding=2000)
+    root = install_root(tmp_path)
+    launcher = start(processes, agent_config, "upd-kill", root, keys)
+    wait_until(lambda: known(fleet_config, "upd-kill"), 60, "the agent known to the fleet")
+    (agent,) = children(launcher.pid)
+    deploy(fleet_config, "1.0.0", store[1], "upd-kill")
+
+    half_slot = root / "slots" / ".b.partial"
+    deadline = time.monotonic() + 120
+    while not half_slot.exists():
+        assert time.monotonic() < deadline, "the install never began"
+        time.sleep(0.002)
+    launcher.kill()  # the launcher first, or it would start the agent again
+    os.kill(agent, signal.SIGKILL)
+    launcher.wait(10)
+    wait_until(lambda: gone(agent), 10, "the agent to die")
+    assert half_slot.exists()  # cut in the middle of the unpacking
+    slots = InstallRoot(root)
+    assert slots.active_slot() == "a"
+    assert slots.slot_version("b") is None
+
+    start(processes, agent_config, "upd-kill", root, keys)  # the power comes back
+    wait_until(
+        lambda: any(
+            r["phase"] == "committed" and r["running"] == "1.0.0" for r in reports(tap, "upd-kill")
+        ),
+        120,
+        "the release installed again and committed",
+    )
+    assert not half_slot.exists()
+    assert slots.active_slot() == "b"
+    assert slots.state().phase == "committed"
+    assert len(list((slots.slot_path("b") / "padding").iterdir())) == 2000  # whole
 
 
 def test_after_a_power_cut_mid_update_the_launcher_finds_a_consistent_state(

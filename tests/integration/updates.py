@@ -4,6 +4,8 @@ install roots, agents under the launcher, and what they report."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import zipfile
 from datetime import datetime
 from pathlib import Path
@@ -24,12 +26,16 @@ FRAGILE_HOST = "VIGIE_TEST_FRAGILE_HOST"
 
 
 def build_release(
-    folder: Path, version: str, *, broken: bool = False, fragile: bool = False
+    folder: Path, version: str, *, broken: bool = False, fragile: bool = False, padding: int = 0
 ) -> Path:
     """The agent's code as a wheel-shaped zip with its version set; a broken one dies
-    at start, as a release with a fatal bug would; a fragile one only on some hosts."""
+    at start, as a release with a fatal bug would; a fragile one only on some hosts.
+    ``padding`` adds that many 4 KiB files of noise (a release that takes a while to
+    unpack)."""
     wheel = folder / f"vigie-{version}-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
+        for number in range(padding):
+            archive.writestr(f"padding/{number:05d}.bin", os.urandom(4096))
         for path in sorted((REPO / "edge_agent").rglob("*.py")):
             name = str(path.relative_to(REPO))
             text = path.read_text()
@@ -46,7 +52,7 @@ def build_release(
 
 
 def publish(
-    tmp_path: Path, keys: Path, store: Path, version: str, *options: str, **kwargs: bool
+    tmp_path: Path, keys: Path, store: Path, version: str, *options: str, **kwargs: Any
 ) -> None:
     """Build and publish a release with the CLI (``options`` go to the command)."""
     wheel = build_release(tmp_path, version, **kwargs)
@@ -81,7 +87,7 @@ def start(
     keys: Path,
     env: dict[str, str] | None = None,
     **overrides: Any,
-) -> None:
+) -> subprocess.Popen[bytes]:
     """Start the launcher (which starts the agent) with an updater set up."""
     config = agent_config(
         agent_id,
@@ -93,7 +99,7 @@ def start(
         },
         **{"opening_hours": closed_now(), **overrides},
     )
-    processes.start(
+    return processes.start(
         f"launcher-{agent_id}", "-m", "edge_agent", "launch", "--root", str(root), "--",
         "run", "--config", str(config), env=env,
     )  # fmt: skip
