@@ -255,7 +255,7 @@ class Agent:
                 device.address,
             ) == (instrument.config.source, instrument.config.profile, instrument.config.address)
             if device is not None and same_hardware:
-                instrument.config = device  # interval, calibration date: read as they go
+                instrument.config = device  # interval, dates, thresholds: read as they go
                 continue
             self._stop_instrument(instrument)
         running = {instrument.id for instrument in self.instruments}
@@ -373,6 +373,8 @@ class Agent:
         system = sample_system(self.config.state_dir)
         backlog = self.outbox.backlog()
         now = self.clock()
+        for instrument in self.instruments:
+            instrument.check_calibration(now)
         message = self.submit(
             lambda seq: HealthReport(
                 agent_id=self.config.agent_id,

@@ -76,6 +76,11 @@ class DeviceConfig(_Section):
     #: report counts down to it.
     calibration_due: date | None = None
     enabled: bool = True
+    #: Thresholds (the fleet may change them): a ``battery_low`` event when the
+    #: instrument's battery falls to this level, a ``calibration_due`` event this many
+    #: days before its calibration date (and again once overdue).
+    battery_low_percent: int = Field(default=20, ge=0, le=100)
+    calibration_warning_days: int = Field(default=30, ge=0, le=366)
 
     @model_validator(mode="after")
     def _real_needs_profile(self) -> DeviceConfig:

@@ -474,6 +474,8 @@ class DeviceOverride(_Model):
     enabled: bool | None = None
     interval_s: float | None = Field(default=None, gt=0, le=86_400)
     calibration_due: date | None = None
+    battery_low_percent: int | None = Field(default=None, ge=0, le=100)
+    calibration_warning_days: int | None = Field(default=None, ge=0, le=366)
 
 
 class ManagedSettings(_Model):

@@ -2,7 +2,7 @@
 
 The agent's file says who it is and what it has (identity, broker, instruments and
 their addresses); the fleet may change only :class:`ManagedSettings` (intervals,
-opening hours, instruments enabled or not, calibration dates). Each desired
+opening hours, instruments enabled or not, calibration dates, thresholds). Each desired
 configuration is applied to the *file*, never to the previous push, so the result
 does not depend on the order pushes arrived in.
 """
@@ -41,6 +41,8 @@ def effective_settings(config: AgentConfig) -> ManagedSettings:
                 enabled=device.enabled,
                 interval_s=device.interval_s,
                 calibration_due=device.calibration_due,
+                battery_low_percent=device.battery_low_percent,
+                calibration_warning_days=device.calibration_warning_days,
             )
             for device in config.devices
         },

@@ -2,7 +2,8 @@
 
 Frames are decoded here (pure decoders), readings handed to the agent's outbox, and
 the instrument's state kept for the health report: connection, battery, last
-reading, calibration date. A frame that does not decode is counted and reported,
+reading, calibration date, with an event when the battery or the calibration date
+crosses its threshold. A frame that does not decode is counted and reported,
 rate-limited, and never stops the instrument: the next frame may be fine.
 """
 
@@ -50,6 +51,9 @@ class Instrument:
     decode_errors: int = 0
     garbage_bytes: int = 0
     _last_event: dict[str, float] = field(default_factory=dict)
+    _battery_low: bool = False
+    #: The calibration date and stage (due soon, overdue) last warned about.
+    _calibration_warned: tuple[date, bool] | None = None
 
     @property
     def id(self) -> str:
@@ -89,7 +93,7 @@ class Instrument:
     def on_record(self, format_name: str, record: Record, received_at: datetime) -> None:
         details = record.as_json()
         if format_name == BATTERY_LEVEL and isinstance(details.get("battery_level"), int):
-            self.battery_percent = int(details["battery_level"])  # type: ignore[arg-type]
+            self._note_battery(int(details["battery_level"]))  # type: ignore[arg-type]
             return
         if format_name == SERIAL_NUMBER and isinstance(details.get("value"), str):
             self.serial_number = str(details["value"])[:100] or None
@@ -112,6 +116,40 @@ class Instrument:
     def on_garbage(self, size: int, reason: str) -> None:
         self.garbage_bytes += size
         self._event("instrument_noise", Severity.WARNING, f"{self.id}: {reason} ({size} bytes)")
+
+    # --- thresholds -------------------------------------------------------------------
+
+    def _note_battery(self, percent: int) -> None:
+        """One event as the battery falls to its threshold, not one per reading."""
+        self.battery_percent = percent
+        threshold = self.config.battery_low_percent
+        low = percent <= threshold
+        if low and not self._battery_low:
+            self._event(
+                "battery_low",
+                Severity.WARNING,
+                f"{self.id}: battery at {percent} % (warning at {threshold} %)",
+            )
+        self._battery_low = low
+
+    def check_calibration(self, now: datetime) -> None:
+        """One event when the calibration date comes within its warning days, one more
+        once it has passed; a new date (after a calibration) starts again."""
+        due = self.config.calibration_due
+        days = calibration_due_days(due, now, self.timezone)
+        if due is None or days is None or days > self.config.calibration_warning_days:
+            return
+        stage = (due, days < 0)
+        if self._calibration_warned == stage:
+            return
+        self._calibration_warned = stage
+        if days < 0:
+            severity, detail = Severity.ERROR, f"{self.id}: calibration overdue since {due}"
+        else:
+            severity = Severity.WARNING
+            detail = f"{self.id}: calibration due on {due}, in {days} day(s)"
+        log.warning("%s", detail)
+        self.record_event("calibration_due", severity, detail)
 
     # --- health -----------------------------------------------------------------------
 

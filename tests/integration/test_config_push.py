@@ -58,7 +58,10 @@ def test_pushed_configuration_reaches_online_and_offline_agents_and_bad_ones_are
     assert off.wait(20) == 0
 
     # A target that names nobody is an error, and nothing is sent.
-    settings = {"health_interval_s": 0.7, "devices": {"ox1": {"enabled": False}}}
+    settings = {
+        "health_interval_s": 0.7,
+        "devices": {"ox1": {"enabled": False}, "bp1": {"battery_low_percent": 30}},
+    }
     good = push_file(tmp_path, "good", settings)
     done = run(
         "fleet",
@@ -107,6 +110,7 @@ def test_pushed_configuration_reaches_online_and_offline_agents_and_bad_ones_are
     # It reported what it ran before it went away: that is what differs.
     assert {"setting": "devices.ox1.enabled", "desired": False, "running": True} in diff
     assert {"setting": "health_interval_s", "desired": 0.7, "running": 0.5} in diff
+    assert {"setting": "devices.bp1.battery_low_percent", "desired": 30, "running": 20} in diff
 
     # The offline agent converges when it comes back.
     processes.start("off-again", "-m", "edge_agent", "run", "--config", str(off_path))

@@ -56,6 +56,24 @@ def test_settings_are_laid_over_the_file_and_validated_as_a_whole(tmp_path: Path
     assert info.value.field == "devices.ecg"
 
 
+def test_thresholds_are_managed_settings(tmp_path: Path) -> None:
+    base = make_agent(tmp_path).remote_config.base
+    assert (base.devices[0].battery_low_percent, base.devices[0].calibration_warning_days) == (
+        20,
+        30,
+    )
+    override = DeviceOverride(battery_low_percent=35, calibration_warning_days=60)
+    merged = apply_settings(base, ManagedSettings(devices={"bp": override}))
+    assert (merged.devices[0].battery_low_percent, merged.devices[0].calibration_warning_days) == (
+        35,
+        60,
+    )
+    running = effective_settings(merged).devices["bp"]
+    assert (running.battery_low_percent, running.calibration_warning_days) == (35, 60)
+    with pytest.raises(ValidationError, match="less than or equal to 100"):
+        ManagedSettings.model_validate({"devices": {"bp": {"battery_low_percent": 120}}})
+
+
 def test_a_tampered_or_malformed_desired_configuration_is_refused() -> None:
     good = desired(1).model_dump(mode="json")
     with pytest.raises(ValidationError, match="sha256 does not match"):

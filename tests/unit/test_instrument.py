@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -95,6 +95,45 @@ def test_health_carries_battery_calibration_and_detail(tmp_path: Path) -> None:
     assert status.battery_percent == 80
     assert status.status is DeviceStatusCode.DISCONNECTED
     assert "no such file" in status.detail
+    agent.outbox.close()
+
+
+def test_the_battery_threshold_raises_one_event_per_fall(tmp_path: Path) -> None:
+    agent = _agent(tmp_path, battery_low_percent=25)
+    (gps,) = agent.instruments
+    events: list[tuple[str, Severity, str]] = []
+    gps.record_event = lambda name, severity, detail: events.append((name, severity, detail))
+    for level in (60, 30, 26):
+        gps.on_frame("2a19", bytes([level]), NOW)
+    assert events == []
+    # A pushed threshold applies from the next level the instrument sends.
+    gps.config = gps.config.model_copy(update={"battery_low_percent": 10})
+    for level in (25, 15, 10, 9, 5):
+        gps.on_frame("2a19", bytes([level]), NOW)
+    assert gps.battery_percent == 5
+    assert events == [("battery_low", Severity.WARNING, "gps: battery at 10 % (warning at 10 %)")]
+    agent.outbox.close()
+
+
+def test_the_calibration_date_warns_once_when_near_and_once_overdue(tmp_path: Path) -> None:
+    agent = _agent(tmp_path, calibration_due="2026-12-15", calibration_warning_days=14)
+    (gps,) = agent.instruments
+    events: list[tuple[str, Severity, str]] = []
+    gps.record_event = lambda name, severity, detail: events.append((name, severity, detail))
+    day = timedelta(days=1)
+    for moment in (NOW, NOW + 5 * day, NOW + 6 * day, NOW + 7 * day, NOW + 21 * day):
+        gps.check_calibration(moment)  # 20, 15, 14, 13 days ahead, then 1 day late
+    assert events == [
+        ("calibration_due", Severity.WARNING, "gps: calibration due on 2026-12-15, in 14 day(s)"),
+        ("calibration_due", Severity.ERROR, "gps: calibration overdue since 2026-12-15"),
+    ]
+    # Calibrated again: a new date, a new warning when it comes near.
+    gps.config = gps.config.model_copy(update={"calibration_due": date(2027, 1, 1)})
+    gps.check_calibration(NOW + 21 * day)  # 2026-12-16: 16 days ahead, not yet
+    gps.check_calibration(NOW + 24 * day)
+    assert events[2:] == [
+        ("calibration_due", Severity.WARNING, "gps: calibration due on 2027-01-01, in 13 day(s)")
+    ]
     agent.outbox.close()
 
 
