@@ -583,8 +583,11 @@ class Agent:
             await _cancel_all(tasks)
         for task in done:
             task.result()  # re-raises the MqttError that ended the session
-        # Clean shutdown: the broker does not send the Last Will on a normal disconnect,
-        # so say "offline" ourselves, in the same session.
+        # Clean shutdown (also the restart into a new release): the steps just taken
+        # (installing, health_checking) go out before we leave.
+        await self._publish_steps(client)
+        # The broker does not send the Last Will on a normal disconnect, so say
+        # "offline" ourselves, in the same session.
         offline = AgentState(
             agent_id=self.config.agent_id, online=False, session=session, since=self.clock()
         )
@@ -609,13 +612,22 @@ class Agent:
         if self.updater is None:
             await asyncio.Event().wait()  # nothing to report; ends with the session
             return
-        topic = self.topics.reported_release(self.config.agent_id)
         while True:
             await self.updater.changed.wait()
             self.updater.changed.clear()
-            while self.updater.steps:
-                step = self.updater.steps.popleft()
-                await client.publish(topic, encode(step), qos=QOS_STATE, retain=True)
+            await self._publish_steps(client)
+
+    async def _publish_steps(self, client: aiomqtt.Client) -> None:
+        """Publish the update steps not yet said, oldest first. A step leaves the queue
+        only once published: one cut off by a shutdown goes out again, never lost."""
+        if self.updater is None:
+            return
+        topic = self.topics.reported_release(self.config.agent_id)
+        while self.updater.steps:
+            step = self.updater.steps[0]
+            await client.publish(topic, encode(step), qos=QOS_STATE, retain=True)
+            if self.updater.steps and self.updater.steps[0] is step:  # unless it overflowed
+                self.updater.steps.popleft()
 
     async def _on_desired(self, client: aiomqtt.Client, payload: bytes, error: str | None) -> None:
         """A desired configuration arrived (or an unreadable one): apply it, say so."""

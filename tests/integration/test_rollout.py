@@ -15,7 +15,18 @@ from edge_agent.slots import InstallRoot
 from fleet.rollout import plan_waves
 
 from .conftest import AgentFactory, Processes, Tap, run, wait_until
-from .updates import FRAGILE_HOST, OLD, WEEKDAYS, install_root, known, publish, reports, start
+from .updates import (
+    FRAGILE_HOST,
+    OLD,
+    WEEKDAYS,
+    committed,
+    install_root,
+    installs,
+    known,
+    publish,
+    reports,
+    start,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -43,14 +54,6 @@ def second_instance(fleet_config: Path) -> Path:
     path = fleet_config.with_name("fleet-2.yaml")
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def committed(tap: Tap, agent_id: str) -> bool:
-    return any(r["phase"] == "committed" and r["running"] == NEW for r in reports(tap, agent_id))
-
-
-def installs(tap: Tap, agent_id: str) -> int:
-    return sum(1 for r in reports(tap, agent_id) if r["phase"] == "installing")
 
 
 def desired_versions(fleet_config: Path) -> dict[str, str | None]:
@@ -97,7 +100,7 @@ def test_a_rollout_goes_wave_by_wave_halts_past_its_threshold_and_outlives_its_f
     halted = wait_until(
         lambda: (s := status(fleet_config, "r-test"))["state"] == "halted" and s, 180, "a halt"
     )
-    assert committed(tap, first[0])
+    assert committed(tap, first[0], NEW)
     expected = {first[0]: "updated", fragile: "failed"} | dict.fromkeys(last, "not asked")
     assert halted["outcomes"] == expected
     assert "1 of 2 agents asked failed (50 % > 30 %)" in halted["reason"]
@@ -166,7 +169,7 @@ def test_a_booth_open_for_consultations_waits_and_an_abort_leaves_it_on_its_rele
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
 
-    wait_until(lambda: committed(tap, "shut"), 120, "the closed booth to update")
+    wait_until(lambda: committed(tap, "shut", NEW), 120, "the closed booth to update")
     waiting = wait_until(
         lambda: [r for r in reports(tap, "open") if r["phase"] == "waiting"], 60, "waiting"
     )

@@ -110,6 +110,17 @@ def reports(tap: Tap, agent_id: str) -> list[dict[str, Any]]:
     return [body for topic, body in tap.messages if topic.endswith(f"/{agent_id}/reported/release")]
 
 
+def installs(tap: Tap, agent_id: str) -> int:
+    """Install steps the agent took (a step said twice, cut off by a restart, is one)."""
+    return len({r["at"] for r in reports(tap, agent_id) if r["phase"] == "installing"})
+
+
+def committed(tap: Tap, agent_id: str, version: str) -> bool:
+    """Whether the agent reported ``version`` committed (past its health check)."""
+    steps = reports(tap, agent_id)
+    return any(r["phase"] == "committed" and r["running"] == version for r in steps)
+
+
 def deploy(fleet_config: Path, version: str, url: str, agent_id: str) -> None:
     done = run(
         "fleet", "release", "deploy", version, "--url", url, "--target", agent_id,
