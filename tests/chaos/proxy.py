@@ -30,7 +30,8 @@ class TcpProxy:
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         listener.bind(("127.0.0.1", self.port))
         listener.listen(64)
-        self._listener = listener
+        with self._lock:
+            self._listener = listener
         self._acceptor = threading.Thread(target=self._accept, args=(listener,), daemon=True)
         self._acceptor.start()
 
@@ -40,15 +41,36 @@ class TcpProxy:
                 client, _ = listener.accept()
             except OSError:
                 return  # the listener was closed: cut
+            if not self._register(listener, client):
+                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
             except OSError:
-                client.close()
+                self._close(client)
                 continue
-            with self._lock:
-                self._sockets |= {client, upstream}
+            if not self._register(listener, upstream):
+                self._close(client)
+                continue
             for source, sink in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _register(self, listener: socket.socket, sock: socket.socket) -> bool:
+        """Track ``sock`` so that a cut drops it, unless the cut came first: checked
+        under the lock ``cut()`` takes, so no connection accepted just before a cut (or
+        while it runs) survives it."""
+        with self._lock:
+            if self._listener is listener:
+                self._sockets.add(sock)
+                return True
+        self._close(sock)
+        return False
+
+    def _close(self, sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+        sock.close()
+        with self._lock:
+            self._sockets.discard(sock)
 
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
@@ -58,24 +80,20 @@ class TcpProxy:
         except OSError:
             pass
         finally:
-            for end in (source, sink):
-                with contextlib.suppress(OSError):
-                    end.shutdown(socket.SHUT_RDWR)
-                end.close()
-            with self._lock:
-                self._sockets -= {source, sink}
+            self._close(source)
+            self._close(sink)
 
     def cut(self) -> None:
         """No more connectivity: current connections die, new ones are refused."""
-        if self._listener is not None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+            sockets = list(self._sockets)
+        if listener is not None:
             # shutdown() first: on Linux, close() alone does not wake the thread blocked
             # in accept(), and the socket would go on accepting connections.
             with contextlib.suppress(OSError):
-                self._listener.shutdown(socket.SHUT_RDWR)
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            sockets = list(self._sockets)
+                listener.shutdown(socket.SHUT_RDWR)
+            listener.close()
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)

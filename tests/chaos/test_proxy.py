@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -56,3 +57,67 @@ def test_stall_swallows_traffic_on_open_connections() -> None:
         server.recv(4)
     proxy.stop()
     upstream.close()
+
+
+@pytest.fixture
+def sink() -> Iterator[int]:
+    """An upstream that accepts every connection and holds it open."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(128)
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(server.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield server.getsockname()[1]
+    server.close()
+    for sock in held:
+        sock.close()
+
+
+def cut_while_connecting(proxy: TcpProxy) -> list[socket.socket]:
+    """Cut ``proxy`` while four threads keep connecting; the connections they made."""
+    opened: list[socket.socket] = []
+    stop = threading.Event()
+
+    def connect() -> None:
+        while not stop.is_set():
+            try:
+                opened.append(socket.create_connection(("127.0.0.1", proxy.port), 0.5))
+            except OSError:
+                return  # refused: the cut has happened
+
+    connectors = [threading.Thread(target=connect) for _ in range(4)]
+    for thread in connectors:
+        thread.start()
+    time.sleep(0.02)
+    proxy.cut()
+    stop.set()
+    for thread in connectors:
+        thread.join(5)
+    return opened
+
+
+def test_a_cut_drops_connections_that_were_being_accepted(sink: int) -> None:
+    # Connections keep arriving while the proxy is cut: each one is either refused or
+    # dropped; none may survive the cut (one accepted but not yet registered used to).
+    for _ in range(10):
+        proxy = TcpProxy(sink)
+        proxy.start()
+        opened = cut_while_connecting(proxy)
+        assert opened, "no connection was made before the cut"
+        for sock in opened:
+            sock.settimeout(2)
+            # Something to send: a connection the kernel never handed to the proxy (its
+            # accept queue overflowed) is half open on our side only, and is reset.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(b"x")
+            # Dropped: end of stream or a reset, never a timeout on a live connection.
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(10) == b""
+            sock.close()
+        proxy.stop()
