@@ -17,12 +17,12 @@ from zoneinfo import ZoneInfo
 from rich.console import Console
 from rich.table import Table
 
-from edge_agent.decoders import registry
-from edge_agent.decoders.serial.framing import LineFramer, NoninDf2Framer
-from edge_agent.profiles import DEFAULT_PROFILES_DIR, load_profiles
-from edge_agent.readings import ReadingOrigin, build_reading
-from edge_agent.simulation.devices import frame_for
-from edge_agent.simulation.instruments import instrument_for
+from edge_agent.instruments.decoders import registry
+from edge_agent.instruments.decoders.serial.framing import LineFramer, NoninDf2Framer
+from edge_agent.instruments.profiles import DEFAULT_PROFILES_DIR, load_profiles
+from edge_agent.instruments.readings import ReadingOrigin, build_reading
+from edge_agent.instruments.simulation.devices import frame_for
+from edge_agent.instruments.simulation.instruments import instrument_for
 
 ORIGIN = ReadingOrigin("bench", "d1", None, ZoneInfo("Europe/Paris"))
 

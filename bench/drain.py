@@ -26,11 +26,14 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig
-from edge_agent.contract import Reading, ReadingKind, Topics, encode, utc_now
-from edge_agent.outbox import Outbox
-from fleet.devstack import InfluxDB, Mosquitto, fleet_settings
+from edge_agent.runtime.supervisor import Agent
+from edge_agent.storage.outbox import Outbox
+from fleet.devstack.services import InfluxDB, Mosquitto, fleet_settings
+from vigie_core.clock import utc_now
+from vigie_core.contract.codec import encode
+from vigie_core.contract.data import Reading, ReadingKind
+from vigie_core.contract.topics import Topics
 
 
 def fill(state_dir: Path, readings: int) -> None:

@@ -29,11 +29,11 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig
-from edge_agent.contract import ReadingKind
-from fleet.devstack import InfluxDB, Mosquitto, fleet_settings
-from fleet.influx import InfluxClient
+from edge_agent.runtime.supervisor import Agent
+from fleet.devstack.services import InfluxDB, Mosquitto, fleet_settings
+from fleet.storage.influx import InfluxClient
+from vigie_core.contract.data import ReadingKind
 
 SEQ_MEASUREMENTS = ["agent_health", "agent_event", *(kind.value for kind in ReadingKind)]
 

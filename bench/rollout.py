@@ -22,15 +22,11 @@ from datetime import UTC, datetime
 from rich.console import Console
 from rich.table import Table
 
-from edge_agent.contract import DesiredRelease, ReportedRelease, Topics, UpdatePhase, encode
-from fleet.rollout import (
-    RolloutProgress,
-    RolloutSpec,
-    RolloutView,
-    parse_waves,
-    plan_waves,
-    rollout_topic,
-)
+from fleet.rollouts.plan import RolloutView, parse_waves, plan_waves
+from vigie_core.contract.codec import encode
+from vigie_core.contract.releases import DesiredRelease, ReportedRelease, UpdatePhase
+from vigie_core.contract.rollouts import RolloutProgress, RolloutSpec
+from vigie_core.contract.topics import Topics
 
 PREFIX = "vigie"
 NEW, OLD = "1.1.0", "1.0.0"
@@ -54,9 +50,9 @@ def retained_messages(spec: RolloutSpec) -> list[tuple[str, bytes]]:
     topics = Topics(PREFIX)
     asked = {agent for wave in spec.waves[:3] for agent in wave}
     messages = [
-        (rollout_topic(PREFIX, spec.rollout_id, "spec"), spec.model_dump_json().encode()),
+        (topics.rollout(spec.rollout_id, "spec"), spec.model_dump_json().encode()),
         (
-            rollout_topic(PREFIX, spec.rollout_id, "progress"),
+            topics.rollout(spec.rollout_id, "progress"),
             RolloutProgress(rollout_id=spec.rollout_id, released_waves=3, at=AT)
             .model_dump_json()
             .encode(),

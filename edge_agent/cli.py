@@ -15,15 +15,16 @@ from rich.console import Console
 from rich.table import Table
 
 from edge_agent import __version__
-from edge_agent.agent import Agent, broker_identity
 from edge_agent.config import AgentConfig, load_agent_config
-from edge_agent.contract import IDENTIFIER_RE, DocumentError
-from edge_agent.decoders import registry
-from edge_agent.decoders.base import DecodeError
-from edge_agent.files import write_private
-from edge_agent.launcher import launch as launch_agent
-from edge_agent.profiles import DEFAULT_PROFILES_DIR, load_profile, load_profiles
-from edge_agent.tls import TlsError, key_pem, new_key, signing_request
+from edge_agent.errors import DecodeError
+from edge_agent.instruments.decoders import registry
+from edge_agent.instruments.profiles import DEFAULT_PROFILES_DIR, load_profile, load_profiles
+from edge_agent.runtime.supervisor import Agent, broker_identity
+from edge_agent.updates.launcher import launch as launch_agent
+from vigie_core.contract.identifiers import IDENTIFIER_RE
+from vigie_core.errors import DocumentError, TlsError
+from vigie_core.files import write_private
+from vigie_core.tls import key_pem, new_key, signing_request
 
 app = typer.Typer(help="The Vigie edge agent.", no_args_is_help=True, add_completion=False)
 profiles_app = typer.Typer(help="Device profiles: list and validate.", no_args_is_help=True)

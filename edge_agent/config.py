@@ -8,19 +8,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from edge_agent.contract import (
-    DEFAULT_PREFIX,
-    AgentKind,
-    DeviceInfo,
-    DocumentError,
-    Identifier,
-    OpeningHours,
-    ReadingKind,
-    load_yaml_document,
-)
-from edge_agent.profiles import DEFAULT_PROFILES_DIR, DeviceProfile, load_profiles
-from edge_agent.simulation.devices import encodable
-from edge_agent.tls import BrokerCredentials
+from edge_agent.instruments.profiles import DEFAULT_PROFILES_DIR, DeviceProfile, load_profiles
+from edge_agent.instruments.simulation.devices import encodable
+from vigie_core.contract.data import ReadingKind
+from vigie_core.contract.identifiers import DEFAULT_PREFIX, AgentKind, Identifier
+from vigie_core.contract.presence import DeviceInfo, OpeningHours
+from vigie_core.documents import load_yaml_document
+from vigie_core.errors import DocumentError
+from vigie_core.tls import BrokerCredentials
 
 
 class _Section(BaseModel):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.contract import check_consultation_id
+from vigie_core.contract.identifiers import check_consultation_id
 
 #: More than any opaque id; a bigger file is not read.
 _MAX_BYTES = 256

@@ -1,5 +1,5 @@
 """``python -m fleet``."""
 
-from fleet.cli import app
+from fleet.cli.app import app
 
 app()

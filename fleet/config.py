@@ -9,9 +9,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from edge_agent.contract import DEFAULT_PREFIX, DocumentError, load_yaml_document
-from edge_agent.tls import BrokerCredentials, read_secret
-from fleet.influx import InfluxCredentials
+from fleet.storage.influx import InfluxCredentials
+from vigie_core.contract.identifiers import DEFAULT_PREFIX
+from vigie_core.documents import load_yaml_document
+from vigie_core.errors import DocumentError
+from vigie_core.tls import BrokerCredentials, read_secret
 
 #: Where the CLI looks when no --config is given.
 CONFIG_ENV = "VIGIE_FLEET_CONFIG"

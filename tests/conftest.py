@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-from fleet.devstack import InfluxDB, Mosquitto
-from fleet.pki import Role
+from fleet.devstack.services import InfluxDB, Mosquitto
+from fleet.security.pki import Role
 
 #: The test identity allowed to publish under any agent's branch (see the fixture).
 PLAYS_ANY_AGENT = "test-publisher"

@@ -5,22 +5,19 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime
 
-from edge_agent.contract import (
-    AgentKind,
-    AgentState,
-    Birth,
-    DeviceInfo,
+from edge_agent.instruments.simulation.instruments import instrument_for
+from vigie_core.contract.codec import Message
+from vigie_core.contract.data import (
     DeviceStatus,
     DeviceStatusCode,
     Event,
     HealthReport,
-    Message,
-    OpeningHours,
     Reading,
     ReadingKind,
     Severity,
 )
-from edge_agent.simulation.instruments import instrument_for
+from vigie_core.contract.identifiers import AgentKind
+from vigie_core.contract.presence import AgentState, Birth, DeviceInfo, OpeningHours
 
 AT = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 

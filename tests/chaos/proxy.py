@@ -6,7 +6,7 @@ import contextlib
 import socket
 import threading
 
-from fleet.devstack import free_port
+from fleet.devstack.services import free_port
 
 
 class TcpProxy:

@@ -25,10 +25,10 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from edge_agent.contract import ReadingKind
-from fleet.devstack import InfluxDB, Mosquitto
-from fleet.influx import InfluxClient
-from fleet.points import AGENT_EVENT, AGENT_HEALTH
+from fleet.devstack.services import InfluxDB, Mosquitto
+from fleet.storage.influx import InfluxClient
+from fleet.storage.points import AGENT_EVENT, AGENT_HEALTH
+from vigie_core.contract.data import ReadingKind
 
 from ..integration.conftest import REPO, wait_until
 from .proxy import TcpProxy

@@ -18,11 +18,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from edge_agent.contract import DeviceStatusCode, utc_now
-from edge_agent.decoders import registry
-from edge_agent.drivers.base import Driver
-from edge_agent.profiles import DEFAULT_PROFILES_DIR, DeviceProfile, load_profiles
-from edge_agent.readings import ReadingOrigin, build_reading
+from edge_agent.instruments.decoders import registry
+from edge_agent.instruments.drivers.base import Driver
+from edge_agent.instruments.profiles import DEFAULT_PROFILES_DIR, DeviceProfile, load_profiles
+from edge_agent.instruments.readings import ReadingOrigin, build_reading
+from vigie_core.clock import utc_now
+from vigie_core.contract.data import DeviceStatusCode
 
 WAIT_S = float(os.environ.get("VIGIE_TEST_WAIT_S", "120"))
 
@@ -72,7 +73,7 @@ def _first_reading(driver: Driver) -> FirstReading:
 
 def test_a_real_ble_instrument_gives_a_reading() -> None:
     profile = _profile("VIGIE_TEST_BLE_PROFILE")
-    from edge_agent.drivers.ble import BleDriver
+    from edge_agent.instruments.drivers.ble import BleDriver
 
     assert profile.ble is not None
     driver = BleDriver(
@@ -91,7 +92,7 @@ def test_a_real_serial_instrument_gives_a_reading() -> None:
     port = os.environ.get("VIGIE_TEST_SERIAL_PORT")
     if not port:
         pytest.skip("needs hardware: set VIGIE_TEST_SERIAL_PORT")
-    from edge_agent.drivers.serial_port import SerialDriver
+    from edge_agent.instruments.drivers.serial_port import SerialDriver
 
     assert profile.serial is not None
     listener = _first_reading(SerialDriver(port=port, settings=profile.serial))

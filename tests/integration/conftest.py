@@ -18,10 +18,10 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.tls import BrokerCredentials, client_context
-from fleet.artifacts import ArtifactServer
-from fleet.devstack import InfluxDB, Mosquitto
-from fleet.influx import InfluxClient
+from fleet.devstack.services import InfluxDB, Mosquitto
+from fleet.releases.artifacts import ArtifactServer
+from fleet.storage.influx import InfluxClient
+from vigie_core.tls import BrokerCredentials, client_context
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fleet.devstack import free_port
+from fleet.devstack.services import free_port
 
 from .conftest import REPO, AgentFactory, Processes, run, wait_until
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet.influx import InfluxClient
+from fleet.storage.influx import InfluxClient
 
 from .conftest import AgentFactory, Processes, Tap, run, wait_until
 

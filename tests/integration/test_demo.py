@@ -11,10 +11,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from edge_agent.contract import utc_now
-from fleet.demo import DEMO_DATABASE
-from fleet.devstack import InfluxDB, free_port
-from fleet.queries import list_agents
+from fleet.devstack.demo import DEMO_DATABASE
+from fleet.devstack.services import InfluxDB, free_port
+from fleet.storage.queries import list_agents
+from vigie_core.clock import utc_now
 
 from .conftest import REPO, Processes, wait_until
 

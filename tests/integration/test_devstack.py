@@ -10,7 +10,8 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
-from fleet.devstack import DevstackError, InfluxDB, Mosquitto
+from fleet.devstack.services import InfluxDB, Mosquitto
+from fleet.errors import DevstackError
 
 from .conftest import mqtt_client
 

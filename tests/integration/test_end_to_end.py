@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from edge_agent.contract import READING_FIELDS, ReadingKind
-from fleet.devstack import InfluxDB, Mosquitto
-from fleet.influx import InfluxClient
-from fleet.points import ns
+from fleet.devstack.services import InfluxDB, Mosquitto
+from fleet.storage.influx import InfluxClient
+from fleet.storage.points import ns
+from vigie_core.contract.data import READING_FIELDS, ReadingKind
 
 from .conftest import REPO, AgentFactory, Processes, Tap, wait_until
 

@@ -10,24 +10,19 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge_agent.contract import (
-    MAX_PAYLOAD_BYTES,
-    AgentState,
-    Reading,
-    ReadingKind,
-    StoredAck,
-    Topics,
-    encode,
-)
 from fleet.config import FleetConfig
-from fleet.devstack import InfluxDB, Mosquitto
-from fleet.influx import InfluxClient
-from fleet.ingest import IngestService
-from fleet.lineprotocol import Point
-from fleet.points import ns
+from fleet.devstack.services import InfluxDB, Mosquitto
+from fleet.ingest.service import IngestService
+from fleet.storage.influx import InfluxClient
+from fleet.storage.lineprotocol import Point
+from fleet.storage.points import ns
 from tests.conftest import PLAYS_ANY_AGENT
 from tests.grafana_queries import dashboard_queries, runnable
 from tests.samples import every_kind_of_message
+from vigie_core.contract.codec import MAX_PAYLOAD_BYTES, encode
+from vigie_core.contract.data import Reading, ReadingKind, StoredAck
+from vigie_core.contract.presence import AgentState
+from vigie_core.contract.topics import Topics
 
 from .conftest import mqtt_client, wait_until
 

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleet.influx import InfluxClient
-from fleet.lineprotocol import LineProtocolError, Point
+from fleet.errors import LineProtocolError
+from fleet.storage.influx import InfluxClient
+from fleet.storage.lineprotocol import Point
 
 pytestmark = pytest.mark.integration
 

@@ -10,19 +10,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from edge_agent.contract import AgentKind
-from edge_agent.download import download
-from edge_agent.release import (
-    MANIFEST_NAME,
-    SIGNATURE_SUFFIX,
-    ReleaseError,
-    check_applicable,
-    check_artifact,
-    load_public_key,
-    verify,
-)
-from fleet.artifacts import ArtifactServer
+from edge_agent.updates.checks import check_applicable, check_artifact
+from edge_agent.updates.download import download
+from fleet.releases.artifacts import ArtifactServer
 from tests.chaos.proxy import TcpProxy
+from vigie_core.contract.identifiers import AgentKind
+from vigie_core.contract.releases import MANIFEST_NAME, SIGNATURE_SUFFIX
+from vigie_core.errors import ReleaseError
+from vigie_core.signing import load_public_key, verify
 
 from .conftest import run
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from edge_agent.slots import InstallRoot
-from fleet.rollout import plan_waves
+from edge_agent.updates.slots import InstallRoot
+from fleet.rollouts.plan import plan_waves
 
 from .conftest import AgentFactory, Processes, Tap, run, wait_until
 from .updates import (

@@ -19,15 +19,16 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 
-from edge_agent.contract import Topics, encode
-from edge_agent.files import write_private, write_public
-from edge_agent.tls import BrokerCredentials, client_context
-from fleet.broker import MAX_PACKET_BYTES
-from fleet.devstack import InfluxDB, Mosquitto, free_port
+from fleet.devstack.services import InfluxDB, Mosquitto, free_port
 from fleet.errors import InfluxUnauthorized
-from fleet.influx import InfluxClient, InfluxCredentials
-from fleet.lineprotocol import Point
-from fleet.pki import Role
+from fleet.security.broker import MAX_PACKET_BYTES
+from fleet.security.pki import Role
+from fleet.storage.influx import InfluxClient, InfluxCredentials
+from fleet.storage.lineprotocol import Point
+from vigie_core.contract.codec import encode
+from vigie_core.contract.topics import Topics
+from vigie_core.files import write_private, write_public
+from vigie_core.tls import BrokerCredentials, client_context
 
 from .conftest import AgentFactory, Processes, mqtt_client, wait_until
 from .test_ingest import reading

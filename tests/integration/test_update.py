@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from edge_agent.release import MANIFEST_NAME, SIGNATURE_SUFFIX, generate_key, sign
-from edge_agent.slots import InstallRoot
+from edge_agent.updates.slots import InstallRoot
+from vigie_core.contract.releases import MANIFEST_NAME, SIGNATURE_SUFFIX
+from vigie_core.signing import generate_key, sign
 
 from .conftest import AgentFactory, Processes, Tap, run, wait_until
 from .updates import (

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from edge_agent.slots import InstallRoot
+from edge_agent.updates.slots import InstallRoot
 
 from .conftest import REPO, AgentFactory, Processes, Tap, run
 

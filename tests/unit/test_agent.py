@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig
+from edge_agent.runtime.supervisor import Agent
 
 
 def make_agent(tmp_path: Path, **overrides: object) -> Agent:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fleet.devstack import DELIVERY_SETTINGS, Mosquitto
+from fleet.devstack.services import Mosquitto
+from fleet.security.broker import delivery_settings
 
 ANSIBLE = Path(__file__).resolve().parents[2] / "ansible"
 
@@ -35,10 +36,11 @@ def test_playbooks_pass_ansibles_syntax_check(playbook: str) -> None:
 def test_the_test_broker_runs_with_the_shipped_delivery_settings(tmp_path: Path) -> None:
     config = Mosquitto(workdir=tmp_path, port=1).config_text()
     shipped = [
-        line
-        for line in DELIVERY_SETTINGS.read_text().splitlines()
-        if line and not line.startswith("#")
+        line for line in delivery_settings().splitlines() if line and not line.startswith("#")
     ]
     assert shipped
     assert all(line in config.splitlines() for line in shipped)
     assert "max_inflight_messages 1000" in shipped
+    # The playbook installs the copy 'fleet broker config' wrote beside the security files.
+    assert (tmp_path / "tls" / "vigie-delivery.conf").read_text() == delivery_settings()
+    assert '"{{ vigie_broker_files }}/vigie-delivery.conf"' in (ANSIBLE / "central.yml").read_text()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from edge_agent.backoff import backoff_delay
+from vigie_core.backoff import backoff_delay
 
 
 def test_delays_grow_then_cap_and_stay_within_half_to_full_step() -> None:

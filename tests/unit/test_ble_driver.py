@@ -16,10 +16,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from edge_agent.contract import DeviceStatusCode
-from edge_agent.decoders import registry
-from edge_agent.drivers.ble import BleDriver, BleError, matches
-from edge_agent.profiles import BleMatch, BleSettings
+from edge_agent.errors import BleError
+from edge_agent.instruments.decoders import registry
+from edge_agent.instruments.drivers.ble import BleDriver, matches
+from edge_agent.instruments.profiles import BleMatch, BleSettings
+from vigie_core.contract.data import DeviceStatusCode
 
 BP = bytes.fromhex("1E8A00580078000000041114293B3C00012700")
 BATTERY = b"\x5a"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import load_agent_config
-from edge_agent.contract import DocumentError
 from fleet.config import load_fleet_config
+from vigie_core.errors import DocumentError
 
 TLS = "tls: {ca_file: ca.crt, cert_file: client.crt, key_file: client.key}"
 GOOD = """

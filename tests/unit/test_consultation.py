@@ -9,8 +9,9 @@ import pytest
 from pydantic import ValidationError
 
 from edge_agent.consultation import current_consultation
-from edge_agent.contract import Reading, ReadingKind, utc_now
-from fleet.points import reading_points
+from fleet.storage.points import reading_points
+from vigie_core.clock import utc_now
+from vigie_core.contract.data import Reading, ReadingKind
 
 from .test_agent import make_agent
 

@@ -7,24 +7,19 @@ from datetime import UTC, datetime
 
 import pytest
 
-from edge_agent.contract import (
-    MAX_PAYLOAD_BYTES,
-    AgentState,
+from vigie_core.contract.codec import MAX_PAYLOAD_BYTES, decode, encode
+from vigie_core.contract.data import (
     Batch,
-    Channel,
-    ContractError,
     Event,
-    OpeningHours,
     Reading,
     ReadingKind,
-    RejectReason,
     Severity,
     StoredAck,
-    Topics,
-    decode,
-    encode,
     seq_ranges,
 )
+from vigie_core.contract.presence import AgentState, OpeningHours
+from vigie_core.contract.topics import Channel, Topics
+from vigie_core.errors import ContractError, RejectReason
 
 T = Topics("vigie")
 AT = datetime(2026, 11, 24, 9, 30, 0, 123456, tzinfo=UTC)

@@ -9,19 +9,22 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from edge_agent.contract import (
+from edge_agent.errors import ConfigRejected
+from edge_agent.remote_config.merge import apply_settings, effective_settings
+from fleet.desired.targets import ConfigSync, SyncState, next_version, select_agents
+from fleet.errors import TargetError
+from fleet.storage.presence import AgentStatus
+from fleet.storage.queries import AgentView
+from vigie_core.clock import utc_now
+from vigie_core.contract.presence import OpeningHours
+from vigie_core.contract.settings import (
     ConfigRejection,
     DesiredConfig,
     DeviceOverride,
     ManagedSettings,
-    OpeningHours,
     ReportedConfig,
-    utc_now,
+    differences,
 )
-from edge_agent.desired import ConfigRejected, apply_settings, differences, effective_settings
-from fleet.desired import ConfigSync, SyncState, TargetError, next_version, select_agents
-from fleet.presence import AgentStatus
-from fleet.queries import AgentView
 
 from .test_agent import make_agent
 

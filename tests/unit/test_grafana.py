@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.points import SCHEMA, dead_letter_point, delivery_point, message_points, ns
+from fleet.storage.points import SCHEMA, dead_letter_point, delivery_point, message_points, ns
 from tests.grafana_queries import dashboard_queries, referenced_names
 from tests.samples import AT, every_kind_of_message
 

@@ -15,19 +15,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from edge_agent.config import load_agent_config
-from edge_agent.contract import (
-    MAX_PAYLOAD_BYTES,
-    ContractError,
-    DesiredConfig,
-    DocumentError,
-    ManagedSettings,
-    Topics,
-    decode,
-    utc_now,
-)
-from edge_agent.profiles import load_profile
+from edge_agent.instruments.profiles import load_profile
 from fleet.config import load_fleet_config
 from tests.samples import every_kind_of_message
+from vigie_core.clock import utc_now
+from vigie_core.contract.codec import MAX_PAYLOAD_BYTES, decode
+from vigie_core.contract.settings import DesiredConfig, ManagedSettings
+from vigie_core.contract.topics import Topics
+from vigie_core.errors import ContractError, DocumentError
 
 from .test_agent import make_agent
 

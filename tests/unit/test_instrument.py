@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig
-from edge_agent.contract import DeviceStatusCode, Reading, ReadingKind, Severity
-from edge_agent.instrument import calibration_due_days
+from edge_agent.instruments.instrument import calibration_due_days
+from edge_agent.runtime.supervisor import Agent
+from vigie_core.contract.data import DeviceStatusCode, Reading, ReadingKind, Severity
 
 PARIS = ZoneInfo("Europe/Paris")
 NOW = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
@@ -150,7 +150,7 @@ def test_an_instrument_that_crashes_is_reported_and_restarted(
 ) -> None:
     import asyncio
 
-    import edge_agent.agent as agent_module
+    import edge_agent.runtime.supervisor as agent_module
 
     monkeypatch.setattr(agent_module, "INSTRUMENT_RESTART_S", 0.01)
     agent = _agent(tmp_path, source="simulated", interval_s=0.01)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from fleet.lineprotocol import LineProtocolError, Point, encode_batch, encode_point
+from fleet.errors import LineProtocolError
+from fleet.storage.lineprotocol import Point, encode_batch, encode_point
 
 
 def test_a_plain_point() -> None:

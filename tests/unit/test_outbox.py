@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.outbox import Outbox
-from edge_agent.pacing import TokenBucket
+from edge_agent.storage.outbox import Outbox
+from edge_agent.storage.pacing import TokenBucket
 
 
 class Clock:

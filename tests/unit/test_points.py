@@ -6,25 +6,22 @@ import calendar
 import json
 from datetime import UTC, datetime, timedelta
 
-from edge_agent.contract import (
-    AgentKind,
-    AgentState,
+from fleet.ingest.service import UniqueClock, points_for
+from fleet.storage.points import message_points, ns
+from vigie_core.contract.codec import encode
+from vigie_core.contract.data import (
     Batch,
-    Birth,
-    DeviceInfo,
     DeviceSource,
     DeviceStatus,
     DeviceStatusCode,
     HealthReport,
-    OpeningHours,
     Reading,
     ReadingKind,
-    RejectReason,
-    Topics,
-    encode,
 )
-from fleet.ingest import UniqueClock, points_for
-from fleet.points import message_points, ns
+from vigie_core.contract.identifiers import AgentKind
+from vigie_core.contract.presence import AgentState, Birth, DeviceInfo, OpeningHours
+from vigie_core.contract.topics import Topics
+from vigie_core.errors import RejectReason
 
 AT = datetime(2026, 11, 24, 9, 30, 0, 123456, tzinfo=UTC)
 AT_NS = calendar.timegm((2026, 11, 24, 9, 30, 0)) * 10**9 + 123_456_000
@@ -226,7 +223,7 @@ def test_unique_clock_never_repeats_and_reserves_runs() -> None:
 
 
 def test_readings_are_shown_with_units_and_invalid_values_as_a_dash() -> None:
-    from fleet.cli import format_values
+    from fleet.cli.app import format_values
 
     row = {
         "kind": "blood_pressure",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from edge_agent.contract import OpeningHours
-from fleet.presence import AgentStatus, PresenceRecord, agent_status, current_presence
+from fleet.storage.presence import AgentStatus, PresenceRecord, agent_status, current_presence
+from vigie_core.contract.presence import OpeningHours
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 BIRTH = {"site_id": "s"}
@@ -58,8 +58,8 @@ def test_offline_outside_opening_hours_is_closed() -> None:
 
 
 def test_delivery_accounting_finds_gaps_between_first_and_last() -> None:
-    from fleet.cli import describe_delivery
-    from fleet.queries import summarize_delivery
+    from fleet.cli.app import describe_delivery
+    from fleet.storage.queries import summarize_delivery
 
     delivery = summarize_delivery([5, 1, 2, 3, 9, 10, 12, 3], duplicates=2, window="24h")
     assert (delivery.stored, delivery.first_seq, delivery.last_seq) == (7, 1, 12)
@@ -76,7 +76,7 @@ def test_delivery_accounting_finds_gaps_between_first_and_last() -> None:
 
 
 def test_calibration_due_is_spelled_for_a_technician() -> None:
-    from fleet.cli import describe_calibration
+    from fleet.cli.app import describe_calibration
 
     assert describe_calibration(None) == ""
     assert describe_calibration(0) == "today"

@@ -10,9 +10,10 @@ from typer.testing import CliRunner
 
 from edge_agent.cli import app
 from edge_agent.config import AgentConfig, device_profiles, load_agent_config
-from edge_agent.contract import DocumentError, ReadingKind
-from edge_agent.decoders import registry
-from edge_agent.profiles import DEFAULT_PROFILES_DIR, load_profile, load_profiles
+from edge_agent.instruments.decoders import registry
+from edge_agent.instruments.profiles import DEFAULT_PROFILES_DIR, load_profile, load_profiles
+from vigie_core.contract.data import ReadingKind
+from vigie_core.errors import DocumentError
 
 SHIPPED = sorted(DEFAULT_PROFILES_DIR.glob("*.yaml"))
 

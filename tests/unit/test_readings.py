@@ -8,15 +8,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from pydantic import ValidationError
 
-from edge_agent.contract import DeviceSource, ReadingKind
-from edge_agent.decoders.base import ReadingDraft
-from edge_agent.readings import (
+from edge_agent.instruments.decoders.base import ReadingDraft
+from edge_agent.instruments.readings import (
     DEVICE_CLOCK_INVALID,
     ReadingOrigin,
     build_reading,
     device_time_utc,
     measurement_time,
 )
+from vigie_core.contract.data import DeviceSource, ReadingKind
 
 PARIS = ZoneInfo("Europe/Paris")
 RECEIVED = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)

@@ -7,19 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.contract import AgentKind, utc_now
-from edge_agent.release import (
-    ReleaseError,
-    check_applicable,
-    check_artifact,
-    generate_key,
-    load_public_key,
-    manifest_bytes,
-    new_manifest,
-    public_key_pem,
-    sign,
-    verify,
-)
+from edge_agent.updates.checks import check_applicable, check_artifact
+from fleet.releases.manifests import new_manifest
+from vigie_core.clock import utc_now
+from vigie_core.contract.identifiers import AgentKind
+from vigie_core.contract.releases import manifest_bytes
+from vigie_core.errors import ReleaseError
+from vigie_core.signing import generate_key, load_public_key, public_key_pem, sign, verify
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from edge_agent.agent import Agent
 from edge_agent.config import AgentConfig
-from edge_agent.contract import ReadingKind
-from edge_agent.decoders.base import ReadingDraft
-from edge_agent.updater import restart_blocker
+from edge_agent.instruments.decoders.base import ReadingDraft
+from edge_agent.runtime.supervisor import Agent
+from edge_agent.updates.updater import restart_blocker
+from vigie_core.contract.data import ReadingKind
 
 # A Monday, 10:00 in Paris (09:00 UTC) and 22:00 in Paris.
 MONDAY_MORNING = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)

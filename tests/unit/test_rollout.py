@@ -8,25 +8,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.contract import DesiredRelease, ReportedRelease, Topics, UpdatePhase, encode
-from fleet.rollout import (
-    Command,
+from fleet.errors import RolloutError
+from fleet.rollouts.plan import (
     Outcome,
-    RolloutControl,
-    RolloutError,
-    RolloutProgress,
-    RolloutSpec,
     RolloutView,
     State,
     agent_outcome,
     evaluate,
     overlapping,
     parse_percent,
-    parse_rollout_topic,
     parse_waves,
     plan_waves,
-    rollout_topic,
 )
+from vigie_core.contract.codec import encode
+from vigie_core.contract.releases import DesiredRelease, ReportedRelease, UpdatePhase
+from vigie_core.contract.rollouts import Command, RolloutControl, RolloutProgress, RolloutSpec
+from vigie_core.contract.topics import Topics
 
 T0 = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
 V = "1.0.0"
@@ -349,38 +346,37 @@ def test_the_view_reads_retained_documents_and_releases() -> None:
     topics = Topics("vigie")
     view = RolloutView("vigie")
     rollout = spec([["a"], ["b"]])
-    view.absorb(rollout_topic("vigie", "r1", "spec"), rollout.model_dump_json().encode())
-    view.absorb(
-        rollout_topic("vigie", "r1", "control"), control(Command.PAUSE).model_dump_json().encode()
-    )
+    view.absorb(topics.rollout("r1", "spec"), rollout.model_dump_json().encode())
+    view.absorb(topics.rollout("r1", "control"), control(Command.PAUSE).model_dump_json().encode())
     view.absorb(topics.desired_release("a"), encode(asked("a")))
     view.absorb(topics.reported_release("a"), encode(updated("a")))
     view.absorb(topics.reported_config("a"), b"{}")  # not a release: ignored
-    view.absorb(rollout_topic("vigie", "r2", "spec"), b"{not json")  # ignored, no crash
+    view.absorb(topics.rollout("r2", "spec"), b"{not json")  # ignored, no crash
     (status,) = view.statuses()
     assert status.state is State.PAUSED
     assert status.outcomes["a"] is Outcome.UPDATED
     # A cleared retained message removes what it held.
-    view.absorb(rollout_topic("vigie", "r1", "control"), b"")
+    view.absorb(topics.rollout("r1", "control"), b"")
     view.absorb(topics.reported_release("a"), b"")
     (status,) = view.statuses()
     assert status.state is State.RUNNING
     assert status.outcomes["a"] is Outcome.PENDING
     # A document filed under another rollout's name is not taken.
     other = spec([["x"]], rollout_id="r3")
-    view.absorb(rollout_topic("vigie", "r4", "spec"), other.model_dump_json().encode())
+    view.absorb(topics.rollout("r4", "spec"), other.model_dump_json().encode())
     assert set(view.specs) == {"r1"}
 
 
 def test_rollout_topics_round_trip_and_refuse_strangers() -> None:
-    assert parse_rollout_topic("vigie", rollout_topic("vigie", "1.0.0-x", "progress")) == (
+    topics = Topics("vigie")
+    assert topics.parse_rollout(topics.rollout("1.0.0-x", "progress")) == (
         "1.0.0-x",
         "progress",
     )
     for topic in ("vigie/rollouts/r1", "vigie/rollouts/r1/other", "x/rollouts/r1/spec"):
-        assert parse_rollout_topic("vigie", topic) is None
+        assert topics.parse_rollout(topic) is None
     with pytest.raises(ValueError, match="no rollout topic"):
-        rollout_topic("vigie", "a/b", "spec")
+        topics.rollout("a/b", "spec")
 
 
 def test_a_spec_with_an_agent_twice_is_refused() -> None:

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.contract import DeviceStatusCode
-from edge_agent.decoders import registry
-from edge_agent.decoders.base import DecodeError
-from edge_agent.drivers.serial_port import SerialDriver
-from edge_agent.profiles import SerialSettings
+from edge_agent.errors import DecodeError
+from edge_agent.instruments.decoders import registry
+from edge_agent.instruments.drivers.serial_port import SerialDriver
+from edge_agent.instruments.profiles import SerialSettings
+from vigie_core.contract.data import DeviceStatusCode
 
 GGA = b"$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47\r\n"
 RMC = b"$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A\r\n"

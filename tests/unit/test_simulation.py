@@ -9,12 +9,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from edge_agent.contract import Reading, ReadingKind
-from edge_agent.decoders import registry
-from edge_agent.profiles import DEFAULT_PROFILES_DIR, load_profile
-from edge_agent.readings import DEVICE_CLOCK_INVALID, ReadingOrigin, build_reading
-from edge_agent.simulation.devices import frame_for
-from edge_agent.simulation.instruments import (
+from edge_agent.instruments.decoders import registry
+from edge_agent.instruments.profiles import DEFAULT_PROFILES_DIR, load_profile
+from edge_agent.instruments.readings import DEVICE_CLOCK_INVALID, ReadingOrigin, build_reading
+from edge_agent.instruments.simulation.devices import frame_for
+from edge_agent.instruments.simulation.instruments import (
     DEFAULT_BUS_ROUTE,
     BloodPressureMonitor,
     GpsReceiver,
@@ -22,6 +21,7 @@ from edge_agent.simulation.instruments import (
     haversine_km,
     instrument_for,
 )
+from vigie_core.contract.data import Reading, ReadingKind
 
 AT = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
 BOUNDS = {

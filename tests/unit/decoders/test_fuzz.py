@@ -14,11 +14,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.contract import DeviceSource
-from edge_agent.decoders import registry
-from edge_agent.decoders.base import DecodeError, Format
-from edge_agent.decoders.serial.framing import LineFramer, NoninDf2Framer
-from edge_agent.readings import ReadingOrigin, build_reading
+from edge_agent.errors import DecodeError
+from edge_agent.instruments.decoders import registry
+from edge_agent.instruments.decoders.base import Format
+from edge_agent.instruments.decoders.serial.framing import LineFramer, NoninDf2Framer
+from edge_agent.instruments.readings import ReadingOrigin, build_reading
+from vigie_core.contract.data import DeviceSource
 
 ORIGIN = ReadingOrigin(
     agent_id="a1",

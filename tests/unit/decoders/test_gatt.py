@@ -11,23 +11,23 @@ from datetime import datetime
 
 import pytest
 
-from edge_agent.contract import ReadingKind
-from edge_agent.decoders import registry
-from edge_agent.decoders.base import DecodeError
-from edge_agent.decoders.gatt import short_uuid
-from edge_agent.decoders.gatt.date_time import encode_current_time, encode_date_time
-from edge_agent.decoders.gatt.glucose import (
+from edge_agent.errors import DecodeError
+from edge_agent.instruments.decoders import registry
+from edge_agent.instruments.decoders.gatt import short_uuid
+from edge_agent.instruments.decoders.gatt.date_time import encode_current_time, encode_date_time
+from edge_agent.instruments.decoders.gatt.glucose import (
     racp_report_all_records,
     racp_report_number_of_records,
     racp_report_records_from,
 )
-from edge_agent.decoders.gatt.ieee11073 import (
+from edge_agent.instruments.decoders.gatt.ieee11073 import (
     SpecialValue,
     encode_float,
     encode_sfloat,
     float32,
     sfloat,
 )
+from vigie_core.contract.data import ReadingKind
 
 
 def _decode(name: str, hex_text: str) -> dict[str, object]:

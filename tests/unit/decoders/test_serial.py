@@ -15,13 +15,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.decoders import registry
-from edge_agent.decoders.base import DecodeError
-from edge_agent.decoders.serial.and_scale import format_and_line
-from edge_agent.decoders.serial.framing import Garbage, LineFramer, NoninDf2Framer
-from edge_agent.decoders.serial.nmea import format_nmea
-from edge_agent.decoders.serial.nonin import encode_nonin_df2_packet, format_nonin_text
-from edge_agent.decoders.serial.tanita import format_tanita_record
+from edge_agent.errors import DecodeError
+from edge_agent.instruments.decoders import registry
+from edge_agent.instruments.decoders.serial.and_scale import format_and_line
+from edge_agent.instruments.decoders.serial.framing import Garbage, LineFramer, NoninDf2Framer
+from edge_agent.instruments.decoders.serial.nmea import format_nmea
+from edge_agent.instruments.decoders.serial.nonin import encode_nonin_df2_packet, format_nonin_text
+from edge_agent.instruments.decoders.serial.tanita import format_tanita_record
 
 GGA = b"$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47"
 RMC = b"$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A"

@@ -1,0 +1,454 @@
+"""A local Mosquitto and InfluxDB 1.x, run as child processes with their data in a folder.
+
+Used by the demo, the test suite and the benchmarks. Each instance writes its own
+configuration into its folder and listens on 127.0.0.1 only, on a port of its own, so
+several can run side by side; ``kill()`` (SIGKILL) followed by ``start()`` restarts one
+on the same port with the same data, as the chaos tests need.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import httpx
+
+from fleet.errors import DevstackError
+from fleet.security.broker import (
+    SERVICE_IDENTITY,
+    TECHNICIAN_IDENTITY,
+    BrokerFiles,
+    refresh_broker_files,
+    write_broker_files,
+)
+from fleet.security.pki import CertificateAuthority, Role
+from fleet.storage.influx import InfluxClient, InfluxCredentials, influxql_string, provision
+from vigie_core.contract.identifiers import DEFAULT_PREFIX
+from vigie_core.files import write_private, write_public
+from vigie_core.tls import BrokerCredentials, read_secret
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (the kernel's choice)."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def _binary(name: str, package: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if found is None:
+        raise DevstackError(
+            f"{name} is not installed: install Debian's '{package}' package "
+            "(./scripts/bootstrap does it when run as root)"
+        )
+    return found
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class _Service:
+    """What the two services share: a folder, a port, a child process and its log."""
+
+    workdir: Path
+    port: int | None = None
+    host: str = HOST
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    name = "service"
+    start_timeout_s = 20.0
+
+    def __post_init__(self) -> None:
+        self.workdir = self.workdir.resolve()
+        if self.port is None:
+            self.port = free_port()
+
+    @property
+    def log_path(self) -> Path:
+        """Where the child's stdout and stderr go (appended across restarts)."""
+        return self.workdir / f"{self.name}.out"
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        """Start the service and wait until it answers, or raise DevstackError."""
+        if self.running:
+            return
+        if self._port_open():
+            # Whoever answers there is not us: waiting for "ready" would be fooled by it.
+            raise DevstackError(f"{self.name}: port {self.port} is already in use")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        command = self._command()
+        with self.log_path.open("ab") as log:
+            # A process group of its own: a Ctrl-C meant for the demo must not reach it
+            # before the demo has stopped the agents that still need the broker.
+            self._process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + self.start_timeout_s
+        while not self._ready() or self._process.poll() is not None:
+            if self._process.poll() is not None:
+                raise DevstackError(
+                    f"{self.name} exited with status {self._process.returncode}:\n"
+                    f"{_tail(self.log_path)}"
+                )
+            if time.monotonic() > deadline:
+                self.kill()
+                raise DevstackError(
+                    f"{self.name} did not answer on port {self.port} within "
+                    f"{self.start_timeout_s:.0f} s:\n{_tail(self.log_path)}"
+                )
+            time.sleep(0.05)
+
+    @property
+    def running(self) -> bool:
+        """Whether the child process this object started is still alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it does not stop in time."""
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def kill(self) -> None:
+        """SIGKILL: a crash or a power cut, as far as the service can tell."""
+        if self._process is None:
+            return
+        if self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._process = None
+
+    def restart(self) -> None:
+        """Stop gracefully (so Mosquitto saves its store), then start on the same port."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _port_open(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port or 0), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+
+@dataclass
+class Mosquitto(_Service):
+    """Mosquitto set up like the production broker: TLS only, a certificate per client,
+    the generated ACL (``fleet/broker.py``), and the shipped delivery settings.
+
+    Its CA lives in ``<workdir>/pki``; :meth:`enroll` issues identities on demand and
+    reloads the broker, as ``fleet agent enroll`` does in a deployment. ``any_prefix``
+    lets tests that each use their own topic prefix share one broker.
+    """
+
+    any_prefix: bool = True
+    topic_prefix: str = DEFAULT_PREFIX
+    #: Extra ACL blocks by identity (see ``fleet.broker.acl_text``); tests only.
+    extra_grants: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    name = "mosquitto"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        pki = self.workdir / "pki"
+        self.authority = (
+            CertificateAuthority(pki)
+            if (pki / "ca.key").exists()
+            else CertificateAuthority.create(pki, "Vigie test CA")
+        )
+        self.files = BrokerFiles(self.workdir / "tls")
+        self._identities = self.workdir / "identities"
+
+    @property
+    def url(self) -> str:
+        """The broker's address, e.g. ``mqtts://127.0.0.1:8883``."""
+        return f"mqtts://{self.host}:{self.port}"
+
+    def enroll(self, *names: str, role: Role = Role.AGENT) -> dict[str, BrokerCredentials]:
+        """Certificates for ``names`` (issued once, kept in the workdir); the broker
+        reloads its ACL if any is new."""
+        issued: dict[str, BrokerCredentials] = {}
+        fresh = False
+        for name in names:
+            folder = self._identities / name
+            if not (folder / "client.crt").exists():
+                certificate, key = self.authority.issue(name, role)
+                if key is not None:
+                    write_private(folder / "client.key", key)
+                write_public(folder / "client.crt", certificate)
+                fresh = True
+            issued[name] = BrokerCredentials(
+                ca_file=self.authority.ca_path,
+                cert_file=folder / "client.crt",
+                key_file=folder / "client.key",
+            )
+        if fresh:
+            self.refresh()
+        return issued
+
+    def credentials(self, name: str, role: Role = Role.AGENT) -> BrokerCredentials:
+        return self.enroll(name, role=role)[name]
+
+    @property
+    def service_credentials(self) -> BrokerCredentials:
+        """The fleet service's identity."""
+        return self.credentials(SERVICE_IDENTITY, Role.SERVICE)
+
+    @property
+    def technician_credentials(self) -> BrokerCredentials:
+        """The CLI's identity: reads everything (tests' observers use it)."""
+        return self.credentials(TECHNICIAN_IDENTITY, Role.TECHNICIAN)
+
+    def revoke(self, name: str) -> None:
+        """Revoke ``name`` and reload the broker, as ``fleet agent revoke`` does."""
+        self.authority.revoke(name)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Regenerate the ACL and copy the CRL, then reload a running broker (SIGHUP)."""
+        refresh_broker_files(
+            self.authority,
+            self.files,
+            topic_prefix=self.topic_prefix,
+            any_prefix=self.any_prefix,
+            extra=self.extra_grants,
+        )
+        if self.running and self._process is not None:
+            self._process.send_signal(signal.SIGHUP)
+            # Mosquitto reloads between two turns of its loop; give it that turn.
+            time.sleep(0.3)
+
+    def config_text(self) -> str:
+        """The ``mosquitto.conf`` this instance runs with (creates its data folder)."""
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        write_broker_files(
+            self.authority,
+            self.files,
+            topic_prefix=self.topic_prefix,
+            port=self.port or 0,
+            bind=self.host,
+            any_prefix=self.any_prefix,
+            extra=self.extra_grants,
+        )
+        lines = [
+            self.files.config.read_text(),
+            f"persistence_location {data}/",
+            self.files.delivery.read_text(),
+            "log_dest stdout",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            # No 'information': it logs every autosave, once a second with autosave_interval 1.
+            "connection_messages false",
+        ]
+        if os.geteuid() == 0:
+            # As root, mosquitto drops to the 'mosquitto' user, which cannot write here.
+            lines.append("user root")
+        return "\n".join(lines) + "\n"
+
+    def _command(self) -> list[str]:
+        binary = _binary("mosquitto", "mosquitto")
+        config = self.workdir / "mosquitto.conf"
+        config.write_text(self.config_text())
+        return [binary, "-c", str(config)]
+
+    def _ready(self) -> bool:
+        return self._port_open()
+
+
+@dataclass
+class InfluxDB(_Service):
+    """InfluxDB 1.x (Debian's ``influxdb``), every path and port its own, with
+    authentication on: an admin user is created at first start (its password in
+    ``<workdir>/admin.password``), and :meth:`grant` makes the fleet's own user."""
+
+    rpc_port: int = field(default_factory=free_port)
+    auth: bool = True
+    name = "influxd"
+    start_timeout_s = 40.0
+    ADMIN = "admin"
+
+    @property
+    def admin_password_file(self) -> Path:
+        return self.workdir / "admin.password"
+
+    @property
+    def admin_credentials(self) -> InfluxCredentials:
+        if not self.auth:
+            return InfluxCredentials()
+        return InfluxCredentials(self.ADMIN, read_secret(self.admin_password_file))
+
+    def client(self, database: str, timeout_s: float = 10.0) -> InfluxClient:
+        """A client with the admin's rights (set-up, and reading back in tests)."""
+        return InfluxClient(self.url, database, timeout_s, self.admin_credentials)
+
+    def start(self) -> None:
+        super().start()
+        if self.auth and not self.admin_password_file.exists():
+            # With no user yet, InfluxDB 1.x accepts exactly this statement anonymously.
+            password = secrets.token_urlsafe(18)
+            with InfluxClient(self.url, "_internal") as anonymous:
+                anonymous.execute(
+                    f"CREATE USER {self.ADMIN} WITH PASSWORD {influxql_string(password)} "
+                    "WITH ALL PRIVILEGES"
+                )
+            write_private(self.admin_password_file, password.encode())
+
+    def grant(self, database: str, user: str = "fleet", retention: str = "INF") -> Path:
+        """Provision ``database`` with ``user`` as its writer; returns the user's
+        password file (created once). What ``fleet db init`` does in a deployment."""
+        password_file = self.workdir / f"{user}.password"
+        if not password_file.exists():
+            write_private(password_file, secrets.token_urlsafe(18).encode())
+        with self.client(database) as admin:
+            provision(
+                admin,
+                retention=retention,
+                writer=(user, read_secret(password_file)) if self.auth else None,
+            )
+        return password_file
+
+    @property
+    def url(self) -> str:
+        """The HTTP API's base address, e.g. ``http://127.0.0.1:8086``."""
+        return f"http://{self.host}:{self.port}"
+
+    def config_text(self) -> str:
+        """The ``influxdb.conf`` (1.6 format) this instance runs with.
+
+        influxd 1.6 silently ignores keys it does not know, so check a change here with
+        ``influxd config -config <file>``, which prints the settings it actually uses.
+        """
+        root = self.workdir
+        return f"""\
+reporting-disabled = true
+bind-address = "{self.host}:{self.rpc_port}"
+
+[meta]
+  dir = "{root}/meta"
+
+[data]
+  dir = "{root}/data"
+  wal-dir = "{root}/wal"
+  query-log-enabled = false
+
+[coordinator]
+  # Tests and benchmarks read back every point: no silent truncation of results.
+  max-select-point = 0
+  max-select-series = 0
+
+[retention]
+  enabled = true
+
+[monitor]
+  store-enabled = false
+
+[http]
+  enabled = true
+  bind-address = "{self.host}:{self.port}"
+  auth-enabled = {"true" if self.auth else "false"}
+  log-enabled = false
+  max-row-limit = 0
+
+[continuous_queries]
+  enabled = false
+
+[subscriber]
+  enabled = false
+
+# graphite, collectd, opentsdb, udp and ifql are disabled by default in 1.6.
+"""
+
+    def _command(self) -> list[str]:
+        binary = _binary("influxd", "influxdb")
+        config = self.workdir / "influxdb.conf"
+        config.write_text(self.config_text())
+        return [binary, "-config", str(config)]
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/ping", timeout=0.5).status_code == 204
+        except httpx.HTTPError:
+            return False
+
+    def create_database(self, name: str) -> None:
+        """Create database ``name`` (a no-op if it exists), as the admin.
+
+        Raises:
+            FleetError: InfluxDB refused the statement.
+        """
+        with self.client(name) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+
+    def drop_database(self, name: str) -> None:
+        """Drop database ``name`` and all its data (a no-op if it does not exist).
+
+        Raises:
+            FleetError: InfluxDB refused the statement.
+        """
+        with self.client(name) as admin:
+            admin.execute(f'DROP DATABASE "{name}"')
+
+
+def fleet_settings(
+    broker: Mosquitto, influxdb: InfluxDB, database: str, **mqtt: object
+) -> dict[str, object]:
+    """A fleet config (as a dict) for these local services, secured as deployed: the
+    fleet service's certificate and its own InfluxDB user (the database is provisioned)."""
+    return {
+        "schema_version": 1,
+        "mqtt": {
+            "host": broker.host,
+            "port": broker.port,
+            "tls": broker.service_credentials.as_config(),
+            **mqtt,
+        },
+        "influxdb": {
+            "url": influxdb.url,
+            "database": database,
+            "username": "fleet",
+            "password_file": str(influxdb.grant(database)),
+        },
+    }
