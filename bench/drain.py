@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import timedelta
@@ -29,6 +26,7 @@ from rich.table import Table
 from edge_agent.config import AgentConfig
 from edge_agent.runtime.supervisor import Agent
 from edge_agent.storage.outbox import Outbox
+from fleet.devstack.processes import start_fleet_service, terminate
 from fleet.devstack.services import InfluxDB, Mosquitto, fleet_settings
 from vigie_core.clock import utc_now
 from vigie_core.contract.codec import encode
@@ -42,21 +40,17 @@ def fill(state_dir: Path, readings: int) -> None:
     start = utc_now() - timedelta(seconds=readings)
     # NORMAL while filling: the file is the same, only the commit durability differs.
     outbox = Outbox(state_dir / "outbox.sqlite3", synchronous="normal", max_bytes=2**40)
-    for index in range(readings):
-
-        def build(seq: int, index: int = index) -> tuple[str, bytes, str]:
-            message = Reading(
-                agent_id="bus-1",
-                seq=seq,
-                measured_at=start + timedelta(seconds=index),
-                kind=ReadingKind.BLOOD_PRESSURE,
-                device="bp",
-                values={"systolic": 120.0, "diastolic": 80.0},
-                units={"systolic": "mm[Hg]", "diastolic": "mm[Hg]"},
-            )
-            return topics.topic_for(message), encode(message), message.type
-
-        outbox.enqueue(build)
+    for seq in range(1, readings + 1):
+        message = Reading(
+            agent_id="bus-1",
+            seq=seq,
+            measured_at=start + timedelta(seconds=seq),
+            kind=ReadingKind.BLOOD_PRESSURE,
+            device="bp",
+            values={"systolic": 120.0, "diastolic": 80.0},
+            units={"systolic": "mm[Hg]", "diastolic": "mm[Hg]"},
+        )
+        outbox.add(seq, topics.topic_for(message), encode(message), message.type)
     outbox.close()
 
 
@@ -65,7 +59,7 @@ async def drain(config: AgentConfig, timeout_s: float) -> float:
     stop = asyncio.Event()
     runner = asyncio.create_task(agent.run(stop))
     started = time.monotonic()
-    while len(agent.outbox) and time.monotonic() - started < timeout_s:
+    while await agent.recorder.call(len, agent.outbox) and time.monotonic() - started < timeout_s:
         await asyncio.sleep(0.1)
     elapsed = time.monotonic() - started
     stop.set()
@@ -84,25 +78,8 @@ def run(readings: int, rate: float | None, console: Console) -> tuple[float, int
             fleet_yaml.write_text(
                 yaml.safe_dump(fleet_settings(broker, influxdb, "drain", client_id="fleet-drain"))
             )
-            ready = root / "ready"
-            with (root / "fleet.log").open("wb") as log:
-                fleet = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "fleet",
-                        "serve",
-                        "--config",
-                        str(fleet_yaml),
-                        "--ready-file",
-                        str(ready),
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+            fleet = start_fleet_service(fleet_yaml, root / "ready", root / "fleet.log")
             try:
-                while not ready.exists():
-                    time.sleep(0.05)
                 console.print(f"filling the outbox with {readings:,} readings...")
                 fill(root / "agent", readings)
                 delivery = (
@@ -129,8 +106,7 @@ def run(readings: int, rate: float | None, console: Console) -> tuple[float, int
                     (series,) = influx.query('SELECT count(seq) FROM "blood_pressure"')
                     stored = int(series.rows()[0]["count"])
             finally:
-                fleet.send_signal(signal.SIGTERM)
-                fleet.wait(30)
+                terminate(fleet, 30)
     return elapsed, stored
 
 

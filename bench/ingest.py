@@ -16,10 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import signal
 import sqlite3
-import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -31,6 +28,7 @@ from rich.table import Table
 
 from edge_agent.config import AgentConfig
 from edge_agent.runtime.supervisor import Agent
+from fleet.devstack.processes import start_fleet_service, terminate
 from fleet.devstack.services import InfluxDB, Mosquitto, fleet_settings
 from fleet.storage.influx import InfluxClient
 from vigie_core.contract.data import ReadingKind
@@ -77,13 +75,13 @@ async def produce(agents: list[Agent], seconds: float) -> int:
         nonlocal produced
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            agent.read_device(agent.devices[0])
+            agent.pool.read_simulated(agent.instruments[0])
             produced += 1
             await asyncio.sleep(0)  # let the sender and the other agents run
 
     await asyncio.gather(*(flood(agent) for agent in agents))
     # Drain before stopping: the benchmark measures delivery, not the shutdown budget.
-    while any(len(agent.outbox) for agent in agents):
+    while any([await agent.recorder.call(len, agent.outbox) for agent in agents]):
         await asyncio.sleep(0.2)
     stop.set()
     await asyncio.gather(*runners)
@@ -120,28 +118,9 @@ def main() -> None:
             fleet_yaml.write_text(
                 yaml.safe_dump(fleet_settings(broker, influxdb, "bench", client_id="fleet-bench"))
             )
-            ready = root / "fleet.ready"
-            with (root / "fleet.log").open("wb") as log:
-                fleet = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "fleet",
-                        "serve",
-                        "--config",
-                        str(fleet_yaml),
-                        "--ready-file",
-                        str(ready),
-                    ],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
+            # Agents publish only once the fleet's subscription exists at the broker.
+            fleet = start_fleet_service(fleet_yaml, root / "fleet.ready", root / "fleet.log")
             try:
-                # Agents publish only once the fleet's subscription exists at the broker.
-                while not ready.exists():
-                    if fleet.poll() is not None:
-                        sys.exit(f"the fleet service exited; see {root / 'fleet.log'}")
-                    time.sleep(0.05)
                 configs = agent_configs(args.agents, broker, root / "agents", args.outbox_sync)
                 agents = [Agent(config) for config in configs]
                 console.print(
@@ -164,8 +143,7 @@ def main() -> None:
                         time.sleep(1)
                     stored_s = time.monotonic() - started
             finally:
-                fleet.send_signal(signal.SIGTERM)
-                fleet.wait(30)
+                terminate(fleet, 30)
 
     distinct = sum(len(c) for c in counts.values())
     lost = sum(len(set(range(1, expected[a] + 1)) - counts[a].keys()) for a in expected)

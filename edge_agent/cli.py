@@ -19,7 +19,8 @@ from edge_agent.config import AgentConfig, load_agent_config
 from edge_agent.errors import DecodeError
 from edge_agent.instruments.decoders import registry
 from edge_agent.instruments.profiles import DEFAULT_PROFILES_DIR, load_profile, load_profiles
-from edge_agent.runtime.supervisor import Agent, broker_identity
+from edge_agent.runtime.session import broker_identity
+from edge_agent.runtime.supervisor import Agent
 from edge_agent.updates.launcher import launch as launch_agent
 from vigie_core.contract.identifiers import IDENTIFIER_RE
 from vigie_core.errors import DocumentError, TlsError
@@ -65,23 +66,29 @@ def _log_tasks() -> None:
         log.warning("task %s: %s", task.get_name(), frames or "(not started)")
 
 
-async def run_agents(configs: list[AgentConfig]) -> int:
-    """Run agents side by side until SIGTERM or SIGINT, then stop them cleanly."""
+def run_agents(configs: list[AgentConfig]) -> int:
+    """Run agents side by side until SIGTERM or SIGINT, then stop them cleanly; the
+    highest exit status any of them asked for."""
+    try:
+        # Built before the loop starts: opening outboxes and reading files is blocking.
+        agents = [Agent(config) for config in configs]
+    except TlsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    asyncio.run(_run(agents))
+    return max((agent.exit_code for agent in agents), default=0)
+
+
+async def _run(agents: list[Agent]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     # kill -USR1 <pid>: what every task is waiting for, in the log (a stuck agent).
     loop.add_signal_handler(signal.SIGUSR1, _log_tasks)
-    try:
-        agents = [Agent(config) for config in configs]
-    except TlsError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
     async with asyncio.TaskGroup() as group:
         for agent in agents:
             group.create_task(agent.run(stop), name=agent.config.agent_id)
-    return max((agent.exit_code for agent in agents), default=0)
 
 
 @app.command()
@@ -95,7 +102,7 @@ def run(
     logging.getLogger(__name__).info(
         "edge-agent %s starting as %s", __version__, configs[0].agent_id
     )
-    code = asyncio.run(run_agents(configs))
+    code = run_agents(configs)
     if code:
         raise typer.Exit(code)  # 75: start me again in the new release (the launcher)
 
@@ -126,7 +133,7 @@ def simulate(
         typer.echo("error: two configs share an agent_id", err=True)
         raise typer.Exit(2)
     _configure_logging(log_level)
-    asyncio.run(run_agents(loaded))
+    run_agents(loaded)
 
 
 @app.command()

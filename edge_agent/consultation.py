@@ -11,9 +11,11 @@ in progress"; its content is then never sent, nor logged.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_agent.aio import wait_or_stop
 from vigie_core.contract.identifiers import check_consultation_id
 
 #: More than any opaque id; a bigger file is not read.
@@ -57,3 +59,26 @@ def _parse(path: Path, raw: bytes) -> Consultation:
         return Consultation(True, check_consultation_id(text))
     except ValueError as exc:
         return Consultation(True, refused=str(exc))
+
+
+class ConsultationWatch:
+    """The consultation file, read once a second on a worker thread: readings take the
+    state from here, so that no reading waits for the disk on the event loop. A second
+    is far shorter than any measurement a consultation starts (a cuff takes 30 s)."""
+
+    INTERVAL_S = 1.0
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.current = current_consultation(path)
+
+    def refresh(self) -> Consultation:
+        """Read the file now (blocking)."""
+        self.current = current_consultation(self.path)
+        return self.current
+
+    async def watch(self, stop: asyncio.Event) -> None:
+        if self.path is None:
+            return  # nothing to watch: never in a consultation
+        while not await wait_or_stop(stop, self.INTERVAL_S):
+            await asyncio.to_thread(self.refresh)

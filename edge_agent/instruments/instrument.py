@@ -34,7 +34,7 @@ SERIAL_NUMBER: Final = "2a25"
 EVENT_INTERVAL_S: Final = 300.0
 
 SubmitReading = Callable[["Instrument", ReadingDraft, datetime], object]
-RecordEvent = Callable[[str, Severity, str], None]
+RecordEvent = Callable[[str, Severity, str], object]
 
 
 @dataclass

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class RemoteConfig:
     #: The agent's own file: every push is laid over it, never over the previous push.
     base: AgentConfig
-    record_event: Callable[[str, Severity, str], None]
+    record_event: Callable[[str, Severity, str], object]
     version: int = 0
     sha256: str | None = None
     rejection: ConfigRejection | None = None

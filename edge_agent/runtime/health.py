@@ -1,11 +1,21 @@
-"""The host's own health, sampled with psutil."""
+"""The agent's own health report: the host (psutil), every instrument, the backlog and
+what delivery cost (resent, dropped, refused)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import psutil
+
+from edge_agent import __version__
+from edge_agent.instruments.instrument import Instrument
+from edge_agent.runtime.recorder import Recorder
+from vigie_core.contract.data import HealthReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +38,57 @@ def sample_system(disk_path: Path) -> SystemSample:
             psutil.disk_usage(str(disk_path if disk_path.exists() else "/")).percent
         ),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryCounts:
+    """What delivery cost since the agent started."""
+
+    resent: int
+    refused: int
+
+
+class HealthReporter:
+    def __init__(
+        self,
+        recorder: Recorder,
+        state_dir: Path,
+        instruments: Callable[[], Sequence[Instrument]],
+        delivery: Callable[[], DeliveryCounts],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.recorder = recorder
+        self.state_dir = state_dir
+        self._instruments = instruments
+        self._delivery = delivery
+        self.clock = clock
+        self._started = time.monotonic()
+
+    async def report(self) -> HealthReport:
+        """Sample everything (off the event loop: psutil and SQLite both read files)
+        and queue the report."""
+        system = await asyncio.to_thread(sample_system, self.state_dir)
+        backlog = await self.recorder.call(self.recorder.outbox.backlog)
+        now = self.clock()
+        instruments = self._instruments()
+        for instrument in instruments:
+            instrument.check_calibration(now)
+        delivery = self._delivery()
+        return self.recorder.submit(
+            lambda seq: HealthReport(
+                agent_id=self.recorder.agent_id,
+                seq=seq,
+                measured_at=now,
+                agent_version=__version__,
+                uptime_s=round(time.monotonic() - self._started, 3),
+                cpu_percent=system.cpu_percent,
+                memory_percent=system.memory_percent,
+                disk_percent=system.disk_percent,
+                devices=[instrument.device_status(now) for instrument in instruments],
+                backlog_messages=backlog.messages,
+                backlog_oldest_s=round(backlog.oldest_age_s, 3),
+                resent_messages=delivery.resent,
+                refused_messages=delivery.refused,
+                dropped_messages=self.recorder.outbox.dropped,
+            )
+        )

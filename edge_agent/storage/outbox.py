@@ -10,11 +10,12 @@ makes the guarantee end to end; a message sent twice overwrites itself in Influx
 
 Each row is scheduled: ``next_send`` is when it may be sent (again). A PUBACK moves it
 ``confirm_timeout`` into the future, doubling with each attempt; a reconnection makes
-every unconfirmed row due at once. The sequence number is the row's AUTOINCREMENT key,
-assigned in the same transaction that stores the message and never reused.
+every unconfirmed row due at once. The sequence number is the row's AUTOINCREMENT key:
+the agent numbers each message from the largest key ever stored, so a number is never
+reused, not even after its row is confirmed and deleted.
 
 SQLite in WAL mode: one file, crash-safe, readers never block the writer. With
-``synchronous=FULL`` a message is on disk before ``enqueue`` returns (power-cut safe);
+``synchronous=FULL`` a message is on disk before ``add`` returns (power-cut safe);
 ``NORMAL`` may lose the last messages on a power cut, never corrupts the file.
 
 Disk budget: past ``max_bytes`` of payload, health reports are thinned first (every
@@ -52,7 +53,10 @@ class Backlog:
 
 
 class Outbox:
-    """A durable FIFO of (topic, payload) messages awaiting the fleet's confirmation."""
+    """A durable FIFO of (topic, payload) messages awaiting the fleet's confirmation.
+
+    Blocking (SQLite, fsync): the agent calls it from one thread of its own
+    (``edge_agent.runtime.recorder``), never from the event loop."""
 
     def __init__(
         self,
@@ -102,30 +106,23 @@ class Outbox:
             raise
         self._db.execute("COMMIT")
 
-    def enqueue(self, build: Callable[[int], tuple[str, bytes, str]]) -> int:
-        """Store the message ``build(seq)`` returns (topic, payload, kind) for the next
-        sequence number.
+    def add(self, seq: int, topic: str, payload: bytes, kind: str) -> None:
+        """Store one message under the sequence number it carries.
 
-        The payload embeds its own sequence number, so the row is inserted first to
-        draw the number, then filled in, inside one transaction. ``kind`` (reading,
-        health, event) decides what the disk budget thins first.
+        The agent numbers messages itself (from :meth:`last_seq` at start), so that
+        building one never waits for the disk; numbers only grow, and SQLite's
+        AUTOINCREMENT remembers the largest ever stored, also once it is deleted.
+        ``kind`` (reading, health, event) decides what the disk budget thins first.
         """
         with self._transaction():
-            cursor = self._db.execute(
-                "INSERT INTO outbox (topic, payload, kind, enqueued_at) VALUES ('', x'', '', ?)",
-                (self._clock(),),
-            )
-            seq = cursor.lastrowid
-            assert seq is not None  # noqa: S101 - an INSERT always sets it
-            topic, payload, kind = build(seq)
             self._db.execute(
-                "UPDATE outbox SET topic = ?, payload = ?, kind = ? WHERE seq = ?",
-                (topic, payload, kind, seq),
+                "INSERT INTO outbox (seq, topic, payload, kind, enqueued_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (seq, topic, payload, kind, self._clock()),
             )
             self._bytes += len(payload)
             if self._bytes > self.max_bytes:
                 self._make_room()
-        return seq
 
     def _delete(self, where: str, params: Sequence[object] = ()) -> int:
         freed = self._db.execute(

@@ -137,12 +137,12 @@ class Updater:
             await self._update(desired, stop)
 
     async def _health_check(self, stop: asyncio.Event) -> None:
-        state = self.slots.state()
+        state = await asyncio.to_thread(self.slots.state)
         timeout = max(0.0, state.deadline - self.clock().timestamp())
         deadline = asyncio.get_running_loop().time() + timeout
         while not stop.is_set():
             if self.is_healthy():
-                self.slots.commit()
+                await asyncio.to_thread(self.slots.commit)
                 self._set(UpdatePhase.COMMITTED, __version__)
                 return
             if asyncio.get_running_loop().time() > deadline:
@@ -157,7 +157,7 @@ class Updater:
             if self.report.phase is UpdatePhase.WAITING:  # the fleet changed its mind
                 self._set(UpdatePhase.IDLE, None, reason=f"staying on {version}, as asked")
             return
-        if version in self.slots.state().failed:
+        if version in (await asyncio.to_thread(self.slots.state)).failed:
             self._set(UpdatePhase.REFUSED, version, reason="this release failed here before")
             return
         try:
@@ -165,7 +165,7 @@ class Updater:
         except (ReleaseError, DownloadError, httpx.HTTPError, OSError) as exc:
             self._set(UpdatePhase.REFUSED, version, reason=str(exc))
             return
-        slot = self.slots.inactive_slot()
+        slot = await asyncio.to_thread(self.slots.inactive_slot)
         self._set(UpdatePhase.INSTALLING, version)
         try:
             await asyncio.to_thread(self.slots.install, artifact, version, slot)
@@ -174,7 +174,10 @@ class Updater:
             return
         # The download may go ahead at any time; the restart waits for its moment.
         while not stop.is_set():
-            blocker = restart_blocker(self.config, self.clock(), self.moving_at(), self.started_at)
+            # On a worker thread: it reads the consultation file.
+            blocker = await asyncio.to_thread(
+                restart_blocker, self.config, self.clock(), self.moving_at(), self.started_at
+            )
             if blocker is None:
                 break
             if self.report.phase is not UpdatePhase.WAITING or self.report.reason != blocker:
@@ -184,7 +187,9 @@ class Updater:
             await asyncio.sleep(self.settings.check_interval_s)
         if stop.is_set():
             return
-        self.slots.begin_trial(version, slot, self.settings.health_timeout_s, __version__)
+        await asyncio.to_thread(
+            self.slots.begin_trial, version, slot, self.settings.health_timeout_s, __version__
+        )
         self._set(UpdatePhase.HEALTH_CHECKING, version, reason="restarting into it")
         self.request_restart()
 

@@ -8,11 +8,7 @@ then the broker and the database.
 from __future__ import annotations
 
 import contextlib
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,9 +18,10 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from fleet.cli.app import agents_table
+from fleet.cli.render import agents_table
+from fleet.devstack.processes import running, spawn, start_fleet_service
 from fleet.devstack.services import InfluxDB, Mosquitto
-from fleet.errors import DevstackError, FleetError
+from fleet.errors import FleetError
 from fleet.storage.influx import InfluxClient
 from fleet.storage.presence import AgentStatus
 from fleet.storage.queries import list_agents
@@ -195,36 +192,6 @@ class DemoOptions:
     refresh_s: float = 2.0
 
 
-def _spawn(command: list[str], log_path: Path) -> subprocess.Popen[bytes]:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log_file:
-        # Own process group: Ctrl-C in the terminal reaches only the demo, which then
-        # stops each child in the right order.
-        return subprocess.Popen(
-            command, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-
-def _terminate(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> None:
-    if process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-@contextlib.contextmanager
-def _child(command: list[str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
-    process = _spawn(command, log_path)
-    try:
-        yield process
-    finally:
-        _terminate(process)
-
-
 def _status_view(client: InfluxClient, options: DemoOptions, started: float) -> Group:
     now = utc_now()
     try:
@@ -256,8 +223,7 @@ def run_demo(options: DemoOptions, console: Console) -> None:
         f"[bold]Starting[/] Mosquitto on {options.mqtt_port} (TLS, a certificate per "
         f"agent) and InfluxDB on {options.influx_port} (authentication on); data in {folder}"
     )
-    ready = folder / "fleet.ready"
-    ready.unlink(missing_ok=True)
+    ready, logs = folder / "fleet.ready", folder / "logs"
     with contextlib.ExitStack() as stack:  # closed in reverse: agents first, broker last
         broker = stack.enter_context(
             Mosquitto(workdir=folder / "mosquitto", port=options.mqtt_port, any_prefix=False)
@@ -299,37 +265,18 @@ def run_demo(options: DemoOptions, console: Console) -> None:
                 sort_keys=False,
             )
         )
-        fleet = stack.enter_context(
-            _child(
-                [
-                    sys.executable,
-                    "-m",
-                    "fleet",
-                    "serve",
-                    "--config",
-                    str(fleet_config),
-                    "--ready-file",
-                    str(ready),
-                ],
-                folder / "logs" / "fleet.log",
-            )
-        )
         # Agents start only once the fleet's persistent subscription exists; before
         # that, the broker would have nobody to keep their first messages for.
-        while not ready.exists():
-            if fleet.poll() is not None:
-                raise DevstackError(f"the fleet service stopped; see {folder / 'logs'}")
-            time.sleep(0.1)
-        stack.enter_context(
-            _child(
-                [sys.executable, "-m", "edge_agent", "simulate", *paths],
-                folder / "logs" / "agents.log",
-            )
+        fleet = start_fleet_service(fleet_config, ready, logs / "fleet.log", own_session=True)
+        stack.enter_context(running(fleet))
+        agents = spawn(
+            ["-m", "edge_agent", "simulate", *paths], logs / "agents.log", own_session=True
         )
+        stack.enter_context(running(agents))
         client = stack.enter_context(database.client(DEMO_DATABASE))
         console.print(
             f"Fleet service and {len(paths)} simulated agents started; logs in "
-            f"{folder / 'logs'}. [bold]Ctrl-C[/] to stop."
+            f"{logs}. [bold]Ctrl-C[/] to stop."
         )
         console.print(
             f"In another terminal: [bold]VIGIE_FLEET_CONFIG={fleet_config} "

@@ -22,6 +22,7 @@ from typing import Self
 
 import httpx
 
+from fleet.devstack.processes import log_tail, terminate
 from fleet.errors import DevstackError
 from fleet.security.broker import (
     SERVICE_IDENTITY,
@@ -54,13 +55,6 @@ def _binary(name: str, package: str) -> str:
             "(./scripts/bootstrap does it when run as root)"
         )
     return found
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
 
 
 @dataclass
@@ -111,13 +105,13 @@ class _Service:
             if self._process.poll() is not None:
                 raise DevstackError(
                     f"{self.name} exited with status {self._process.returncode}:\n"
-                    f"{_tail(self.log_path)}"
+                    f"{log_tail(self.log_path)}"
                 )
             if time.monotonic() > deadline:
                 self.kill()
                 raise DevstackError(
                     f"{self.name} did not answer on port {self.port} within "
-                    f"{self.start_timeout_s:.0f} s:\n{_tail(self.log_path)}"
+                    f"{self.start_timeout_s:.0f} s:\n{log_tail(self.log_path)}"
                 )
             time.sleep(0.05)
 
@@ -130,13 +124,7 @@ class _Service:
         """SIGTERM, then SIGKILL if it does not stop in time."""
         if self._process is None:
             return
-        if self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
-            try:
-                self._process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        terminate(self._process, timeout_s)
         self._process = None
 
     def kill(self) -> None:

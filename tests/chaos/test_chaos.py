@@ -25,6 +25,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from fleet.devstack.processes import fleet_serve_args, wait_until_subscribed
 from fleet.devstack.services import InfluxDB, Mosquitto
 from fleet.storage.influx import InfluxClient
 from fleet.storage.points import AGENT_EVENT, AGENT_HEALTH
@@ -156,15 +157,12 @@ class Rig:
 
     def start_fleet(self, name: str) -> None:
         ready = self.root / f"{name}.ready"
-        ready.unlink(missing_ok=True)
         config = yaml.safe_load(self.fleet_config.read_text())
         config["mqtt"]["client_id"] = name
         path = self.root / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config))
-        self.fleets[name] = self._spawn(
-            name, "fleet", "serve", "--config", str(path), "--ready-file", str(ready)
-        )
-        wait_until(ready.exists, 60, f"{name} subscribed")
+        self.fleets[name] = self._spawn(name, *fleet_serve_args(path, ready)[1:])
+        wait_until_subscribed(self.fleets[name], ready, self.root / f"{name}.log")
 
     def start_lone(self) -> None:
         path = self._write(agent_config(LONE, self.broker.port or 0, self.state, self.tls[LONE]))

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from fleet.devstack.processes import fleet_serve_args, wait_until_subscribed
 from fleet.devstack.services import InfluxDB, Mosquitto
 from fleet.releases.artifacts import ArtifactServer
 from fleet.storage.influx import InfluxClient
@@ -87,11 +88,8 @@ class Processes:
     def start_fleet(self, config: Path) -> subprocess.Popen[bytes]:
         """Start ``fleet serve`` and wait until its subscription exists at the broker."""
         ready = self.folder / f"fleet-ready-{len(self.children)}"
-        process = self.start(
-            "fleet", "-m", "fleet", "serve", "--config", str(config), "--ready-file", str(ready)
-        )
-        wait_until(lambda: ready.exists() or process.poll() is not None, 60, "the fleet")
-        assert process.poll() is None, self.log("fleet")
+        process = self.start("fleet", *fleet_serve_args(config, ready))
+        wait_until_subscribed(process, ready, self.folder / "fleet.log")
         return process
 
     def log(self, name: str) -> str:

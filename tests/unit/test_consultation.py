@@ -66,11 +66,14 @@ def test_readings_during_a_consultation_carry_its_id_and_it_reaches_influxdb_as_
 ) -> None:
     marker = tmp_path / "consultation"
     agent = make_agent(tmp_path, consultation_file=str(marker))
-    agent.read_simulated(agent.instruments[0])
+    agent.pool.read_simulated(agent.instruments[0])
     marker.write_text(OPAQUE)
-    agent.read_simulated(agent.instruments[0])
+    agent.consultation.refresh()  # what the agent's watch does once a second
+    agent.pool.read_simulated(agent.instruments[0])
     marker.unlink()
-    agent.read_simulated(agent.instruments[0])
+    agent.consultation.refresh()
+    agent.pool.read_simulated(agent.instruments[0])
+    agent.recorder.flush()
     readings = [
         Reading.model_validate_json(entry.payload)
         for entry in agent.outbox.due(100)
@@ -87,7 +90,8 @@ def test_a_refused_id_is_reported_once_and_never_sent(tmp_path: Path) -> None:
     marker.write_text("1850775123456")
     agent = make_agent(tmp_path, consultation_file=str(marker))
     for _ in range(3):
-        agent.read_simulated(agent.instruments[0])
+        agent.pool.read_simulated(agent.instruments[0])
+    agent.recorder.flush()
     payloads = [entry.payload for entry in agent.outbox.due(100)]
     assert not any(b"1850775123456" in payload for payload in payloads)
     events = [json.loads(p) for p in payloads if b'"type":"event"' in p.replace(b" ", b"")]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import date
 from pathlib import Path
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 
 from edge_agent.errors import ConfigRejected
 from edge_agent.remote_config.merge import apply_settings, effective_settings
+from edge_agent.runtime.supervisor import Agent
 from fleet.desired.targets import ConfigSync, SyncState, next_version, select_agents
 from fleet.errors import TargetError
 from fleet.storage.presence import AgentStatus
@@ -27,6 +29,12 @@ from vigie_core.contract.settings import (
 )
 
 from .test_agent import make_agent
+
+
+def apply(agent: Agent, desired: DesiredConfig) -> bool:
+    """What the agent does with a desired configuration that arrives."""
+    return asyncio.run(agent.apply_desired(desired))
+
 
 SETTINGS = ManagedSettings(
     health_interval_s=5,
@@ -89,31 +97,30 @@ def test_a_tampered_or_malformed_desired_configuration_is_refused() -> None:
 
 def test_the_agent_applies_persists_and_refuses_as_it_should(tmp_path: Path) -> None:
     agent = make_agent(tmp_path)
-    assert agent.apply_desired(desired(2)) is True
+    assert apply(agent, desired(2)) is True
     assert agent.config.health_interval_s == 5
     assert agent.reported_config().version == 2
-    assert agent.apply_desired(desired(2)) is False  # the retained copy seen again
+    assert apply(agent, desired(2)) is False  # the retained copy seen again
     # Older than what runs: refused, nothing changes.
     other = ManagedSettings(health_interval_s=9)
-    assert agent.apply_desired(desired(1, other)) is False
+    assert apply(agent, desired(1, other)) is False
     report = agent.reported_config()
     assert report.version == 2
     assert report.rejected is not None
     assert report.rejected.field == "version"
     # A restart runs the saved one before any broker is reached.
-    agent.outbox.close()
+    agent.recorder.close()
     again = make_agent(tmp_path)
     assert again.config.health_interval_s == 5
     assert again.remote_config.version == 2
     # A configuration the agent cannot run keeps the old one, with the reason.
-    assert (
-        again.apply_desired(desired(3, ManagedSettings(devices={"x": DeviceOverride()}))) is False
-    )
+    assert apply(again, desired(3, ManagedSettings(devices={"x": DeviceOverride()}))) is False
     assert again.config.health_interval_s == 5
     rejected = again.reported_config().rejected
     assert rejected is not None
     assert (rejected.version, rejected.field) == (3, "devices.x")
     # Every step is an event (the outbox is shared by both runs of the agent).
+    again.recorder.flush()
     events = [json.loads(e.payload) for e in again.outbox.due(100) if "/event" in e.topic]
     assert [e["name"] for e in events if e["name"].startswith("config_")] == [
         "config_applied",
@@ -125,9 +132,9 @@ def test_the_agent_applies_persists_and_refuses_as_it_should(tmp_path: Path) -> 
 def test_disabling_an_instrument_at_run_time_removes_it(tmp_path: Path) -> None:
     agent = make_agent(tmp_path)
     assert [i.id for i in agent.instruments] == ["bp"]
-    agent.apply_desired(desired(1, ManagedSettings(devices={"bp": DeviceOverride(enabled=False)})))
+    apply(agent, desired(1, ManagedSettings(devices={"bp": DeviceOverride(enabled=False)})))
     assert agent.instruments == []
-    agent.apply_desired(desired(2, ManagedSettings(devices={"bp": DeviceOverride(enabled=True)})))
+    apply(agent, desired(2, ManagedSettings(devices={"bp": DeviceOverride(enabled=True)})))
     assert [i.id for i in agent.instruments] == ["bp"]
 
 

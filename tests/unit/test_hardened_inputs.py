@@ -3,6 +3,7 @@ a reason, and nothing else: fuzzed with hypothesis (bounded, see tests/conftest.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
 from collections.abc import Callable
@@ -132,21 +133,23 @@ def test_config_and_profile_files_are_loaded_or_refused_with_the_file_named(
 def test_a_desired_configuration_is_applied_or_refused_never_crashes_the_agent(
     settings: dict[str, Any],
 ) -> None:
+    try:
+        parsed = ManagedSettings.model_validate(settings)
+    except ValueError:
+        return  # refused by the contract: the agent reports it as unreadable
+    message = DesiredConfig(
+        agent_id="bus-1",
+        version=1,
+        sha256=parsed.digest(),
+        issued_at=utc_now(),
+        settings=parsed,
+    )
     with tempfile.TemporaryDirectory() as folder:
         agent = make_agent(Path(folder))
         try:
-            parsed = ManagedSettings.model_validate(settings)
-        except ValueError:
-            return  # refused by the contract: the agent reports it as unreadable
-        message = DesiredConfig(
-            agent_id="bus-1",
-            version=1,
-            sha256=parsed.digest(),
-            issued_at=utc_now(),
-            settings=parsed,
-        )
-        changed = agent.apply_desired(message)
-        report = agent.reported_config()
-        assert changed == (report.version == 1)
-        assert changed or report.rejected is not None or parsed == ManagedSettings()
-        agent.outbox.close()
+            changed = asyncio.run(agent.apply_desired(message))
+            report = agent.reported_config()
+            assert changed == (report.version == 1)
+            assert changed or report.rejected is not None or parsed == ManagedSettings()
+        finally:
+            agent.recorder.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -44,6 +45,7 @@ def _agent(tmp_path: Path, **device: object) -> Agent:
 
 
 def _queued(agent: Agent) -> list[Reading]:
+    agent.recorder.flush()
     entries = agent.outbox.due(1000)
     return [Reading.model_validate_json(e.payload) for e in entries if "/reading/" in e.topic]
 
@@ -63,7 +65,7 @@ def test_a_frame_becomes_a_reading_with_source_and_times(tmp_path: Path) -> None
     assert reading.values["latitude"] == pytest.approx(48.1173)
     status = gps.device_status(NOW)
     assert (status.status, status.last_reading_at) == (DeviceStatusCode.OK, NOW)
-    agent.outbox.close()
+    agent.recorder.close()
 
 
 def test_bad_frames_are_counted_and_reported_once_not_flooded(tmp_path: Path) -> None:
@@ -81,7 +83,7 @@ def test_bad_frames_are_counted_and_reported_once_not_flooded(tmp_path: Path) ->
     # A good frame after all that still goes through.
     gps.on_frame("nmea", GGA, NOW)
     assert len(_queued(agent)) == 1
-    agent.outbox.close()
+    agent.recorder.close()
 
 
 def test_health_carries_battery_calibration_and_detail(tmp_path: Path) -> None:
@@ -89,13 +91,13 @@ def test_health_carries_battery_calibration_and_detail(tmp_path: Path) -> None:
     (gps,) = agent.instruments
     gps.on_status(DeviceStatusCode.DISCONNECTED, "/dev/ttyUSB7: no such file")
     gps.battery_percent = 80
-    report = agent.report_health()
+    report = asyncio.run(agent.health.report())
     (status,) = report.devices
     assert status.calibration_due_days == 10
     assert status.battery_percent == 80
     assert status.status is DeviceStatusCode.DISCONNECTED
     assert "no such file" in status.detail
-    agent.outbox.close()
+    agent.recorder.close()
 
 
 def test_the_battery_threshold_raises_one_event_per_fall(tmp_path: Path) -> None:
@@ -112,7 +114,7 @@ def test_the_battery_threshold_raises_one_event_per_fall(tmp_path: Path) -> None
         gps.on_frame("2a19", bytes([level]), NOW)
     assert gps.battery_percent == 5
     assert events == [("battery_low", Severity.WARNING, "gps: battery at 10 % (warning at 10 %)")]
-    agent.outbox.close()
+    agent.recorder.close()
 
 
 def test_the_calibration_date_warns_once_when_near_and_once_overdue(tmp_path: Path) -> None:
@@ -134,7 +136,7 @@ def test_the_calibration_date_warns_once_when_near_and_once_overdue(tmp_path: Pa
     assert events[2:] == [
         ("calibration_due", Severity.WARNING, "gps: calibration due on 2027-01-01, in 13 day(s)")
     ]
-    agent.outbox.close()
+    agent.recorder.close()
 
 
 def test_calibration_counts_in_the_sites_days() -> None:
@@ -148,11 +150,9 @@ def test_calibration_counts_in_the_sites_days() -> None:
 def test_an_instrument_that_crashes_is_reported_and_restarted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import asyncio
+    import edge_agent.runtime.instruments as pool_module
 
-    import edge_agent.runtime.supervisor as agent_module
-
-    monkeypatch.setattr(agent_module, "INSTRUMENT_RESTART_S", 0.01)
+    monkeypatch.setattr(pool_module, "INSTRUMENT_RESTART_S", 0.01)
     agent = _agent(tmp_path, source="simulated", interval_s=0.01)
     (gps,) = agent.instruments
     calls: list[int] = []
@@ -165,16 +165,17 @@ def test_an_instrument_that_crashes_is_reported_and_restarted(
         if len(calls) == 1:
             raise RuntimeError("simulated bug")
 
-    agent.read_simulated = flaky  # type: ignore[method-assign]
+    agent.pool.read_simulated = flaky  # type: ignore[method-assign]
 
     async def main() -> None:
         stop = asyncio.Event()
-        task = asyncio.create_task(agent._read_instrument(gps, stop))
+        task = asyncio.create_task(agent.pool.read_until_stopped(gps, stop))
         await asyncio.wait_for(third_call.wait(), 5)
         stop.set()
         await asyncio.wait_for(task, 5)
 
     asyncio.run(main())
+    agent.recorder.flush()
     events = [
         json.loads(entry.payload)
         for entry in agent.outbox.due(1000)
@@ -184,4 +185,4 @@ def test_an_instrument_that_crashes_is_reported_and_restarted(
         ("instrument_error", True)
     ]
     assert gps.status is DeviceStatusCode.OK  # it went on after the crash
-    agent.outbox.close()
+    agent.recorder.close()

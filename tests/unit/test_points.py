@@ -223,7 +223,7 @@ def test_unique_clock_never_repeats_and_reserves_runs() -> None:
 
 
 def test_readings_are_shown_with_units_and_invalid_values_as_a_dash() -> None:
-    from fleet.cli.app import format_values
+    from fleet.cli.render import format_values
 
     row = {
         "kind": "blood_pressure",

@@ -58,7 +58,7 @@ def test_offline_outside_opening_hours_is_closed() -> None:
 
 
 def test_delivery_accounting_finds_gaps_between_first_and_last() -> None:
-    from fleet.cli.app import describe_delivery
+    from fleet.cli.render import describe_delivery
     from fleet.storage.queries import summarize_delivery
 
     delivery = summarize_delivery([5, 1, 2, 3, 9, 10, 12, 3], duplicates=2, window="24h")
@@ -76,7 +76,7 @@ def test_delivery_accounting_finds_gaps_between_first_and_last() -> None:
 
 
 def test_calibration_due_is_spelled_for_a_technician() -> None:
-    from fleet.cli.app import describe_calibration
+    from fleet.cli.render import describe_calibration
 
     assert describe_calibration(None) == ""
     assert describe_calibration(0) == "today"

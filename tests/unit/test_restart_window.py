@@ -82,10 +82,10 @@ def position(speed_kmh: float) -> ReadingDraft:
 def test_the_agent_takes_the_last_move_from_its_gps_readings(tmp_path: Path) -> None:
     agent = Agent(config(tmp_path, "bus"))
     gps = agent.instruments[0]
-    assert agent._moving_at is None
-    agent.submit_reading(gps, position(0.0), MONDAY_MORNING)
-    assert agent._moving_at is None  # standing still is not a move
+    assert agent.pool.moving_at is None
+    agent.pool.submit_reading(gps, position(0.0), MONDAY_MORNING)
+    assert agent.pool.moving_at is None  # standing still is not a move
     moving = MONDAY_MORNING + timedelta(minutes=1)
-    agent.submit_reading(gps, position(42.0), moving)
-    agent.submit_reading(gps, position(0.2), moving + timedelta(minutes=1))  # GPS jitter
-    assert agent._moving_at == moving
+    agent.pool.submit_reading(gps, position(42.0), moving)
+    agent.pool.submit_reading(gps, position(0.2), moving + timedelta(minutes=1))  # GPS jitter
+    assert agent.pool.moving_at == moving

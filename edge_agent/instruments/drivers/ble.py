@@ -25,11 +25,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Protocol, TypeVar
 from zoneinfo import ZoneInfo
 
+from edge_agent.aio import wait_or_stop
 from edge_agent.errors import BleError
 from edge_agent.instruments.decoders.gatt import full_uuid, short_uuid
 from edge_agent.instruments.decoders.gatt.date_time import encode_current_time, encode_date_time
 from edge_agent.instruments.decoders.gatt.glucose import racp_report_all_records
-from edge_agent.instruments.drivers.base import InstrumentListener, wait_or_stop
+from edge_agent.instruments.drivers.base import InstrumentListener
 from edge_agent.instruments.profiles import BleMatch, BleSettings, BleWrite
 from vigie_core.backoff import backoff_delay
 from vigie_core.contract.data import DeviceStatusCode

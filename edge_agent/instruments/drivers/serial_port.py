@@ -19,9 +19,10 @@ from typing import Final
 
 import serial
 
+from edge_agent.aio import wait_or_stop
 from edge_agent.instruments.decoders.registry import new_framer
 from edge_agent.instruments.decoders.serial.framing import Framer, Garbage
-from edge_agent.instruments.drivers.base import InstrumentListener, wait_or_stop
+from edge_agent.instruments.drivers.base import InstrumentListener
 from edge_agent.instruments.profiles import SerialSettings
 from vigie_core.backoff import backoff_delay
 from vigie_core.clock import utc_now

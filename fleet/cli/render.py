@@ -1,0 +1,101 @@
+"""How the ``fleet`` commands show things to people: tables, ages, delivery, values
+with their units. Pure: strings and rich renderables, no I/O."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from rich.markup import escape
+from rich.table import Table
+
+from fleet.storage.presence import AgentStatus
+from fleet.storage.queries import AgentView, Delivery
+from vigie_core.contract.data import READING_FIELDS, ReadingKind
+
+STATUS_STYLE = {
+    AgentStatus.ONLINE: "green",
+    AgentStatus.OFFLINE: "bold red",
+    AgentStatus.CLOSED: "dim",
+}
+
+
+def ago(at: datetime | None, now: datetime) -> str:
+    if at is None:
+        return "never"
+    seconds = max(0, int((now - at).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit} ago"
+    return f"{seconds}s ago"
+
+
+def agents_table(views: list[AgentView], now: datetime) -> Table:
+    """The ``fleet agents`` table (also shown live by the demo)."""
+    table = Table(show_lines=False, header_style="bold")
+    for column in ("agent", "site", "kind", "state", "last seen", "version", "devices"):
+        table.add_column(column)
+    for view in views:
+        style = STATUS_STYLE[view.status]
+        table.add_row(
+            view.agent_id,
+            escape(view.site_name or view.site_id or "?"),
+            view.kind or "?",
+            f"[{style}]{view.status.value}[/]",
+            ago(view.last_seen, now),
+            escape(view.agent_version or "?"),
+            ", ".join(view.devices),
+        )
+    return table
+
+
+def describe_calibration(days: float | None) -> str:
+    """``in 12 days``, ``today``, ``OVERDUE by 3 days``; empty when no date is set."""
+    if days is None:
+        return ""
+    count = int(days)
+    if count == 0:
+        return "today"
+    unit = "day" if abs(count) == 1 else "days"
+    return f"in {count} {unit}" if count > 0 else f"OVERDUE by {-count} {unit}"
+
+
+def describe_delivery(delivery: Delivery) -> str:
+    """``delivery (last 24h): 120 messages stored, seq 1-125, missing 5 (50-54), ...``"""
+    text = (
+        f"delivery (last {delivery.window}): {delivery.stored} messages stored, "
+        f"seq {delivery.first_seq}-{delivery.last_seq}, missing {delivery.missing}"
+    )
+    if delivery.gaps:
+        shown = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in delivery.gaps)
+        listed = sum(b - a + 1 for a, b in delivery.gaps)
+        text += f" ({shown}{', ...' if delivery.missing > listed else ''})"
+    return text + f", duplicates absorbed {delivery.duplicates}"
+
+
+def describe_backlog(health: dict[str, Any]) -> str:
+    return (
+        f"agent backlog: {health.get('backlog_messages') or 0} messages, oldest "
+        f"{health.get('backlog_oldest_s') or 0:.0f} s; resent "
+        f"{health.get('resent_messages') or 0}, dropped over budget "
+        f"{health.get('dropped_messages') or 0}, refused by the broker "
+        f"{health.get('refused_messages') or 0}"
+    )
+
+
+def _pairs(text: str | None) -> dict[str, str]:
+    return dict(pair.split("=", 1) for pair in text.split(";") if "=" in pair) if text else {}
+
+
+def format_values(row: dict[str, Any]) -> str:
+    """``systolic 128 mm[Hg]  diastolic - (cuff_error)``: values with their units, and
+    invalid ones as a dash with the device's reason, never as a number."""
+    fields = READING_FIELDS[ReadingKind(row["kind"])]
+    units, invalid = _pairs(row.get("units")), _pairs(row.get("invalid"))
+    shown = []
+    for name in fields:
+        if name in invalid:
+            shown.append(f"{name} - ({invalid[name]})")
+        elif row.get(name) is not None:
+            shown.append(f"{name} {row[name]:g} {units.get(name, '')}".rstrip())
+    return "  ".join(shown)
