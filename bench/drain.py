@@ -19,15 +19,13 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 from edge_agent.config import AgentConfig
 from edge_agent.runtime.supervisor import Agent
 from edge_agent.storage.outbox import Outbox
-from fleet.devstack.processes import start_fleet_service, terminate
-from fleet.devstack.services import InfluxDB, Mosquitto, fleet_settings
+from fleet.devstack.influxdb import fleet_stack
 from vigie_core.clock import utc_now
 from vigie_core.contract.codec import encode
 from vigie_core.contract.data import Reading, ReadingKind
@@ -70,43 +68,30 @@ async def drain(config: AgentConfig, timeout_s: float) -> float:
 def run(readings: int, rate: float | None, console: Console) -> tuple[float, int]:
     with tempfile.TemporaryDirectory(prefix="vigie-drain-") as scratch:
         root = Path(scratch)
-        with (
-            Mosquitto(workdir=root / "mosquitto") as broker,
-            InfluxDB(workdir=root / "influxdb") as influxdb,
-        ):
-            fleet_yaml = root / "fleet.yaml"
-            fleet_yaml.write_text(
-                yaml.safe_dump(fleet_settings(broker, influxdb, "drain", client_id="fleet-drain"))
+        with fleet_stack(root, "drain", "fleet-drain") as (broker, influxdb):
+            console.print(f"filling the outbox with {readings:,} readings...")
+            fill(root / "agent", readings)
+            delivery = {} if rate is None else {"drain_rate_per_s": rate, "drain_burst": int(rate)}
+            config = AgentConfig.model_validate(
+                {
+                    "schema_version": 1,
+                    "agent_id": "bus-1",
+                    "kind": "bus",
+                    "site": {"id": "bus", "name": "bus"},
+                    "broker": {
+                        "port": broker.port,
+                        "tls": broker.credentials("bus-1").as_config(),
+                    },
+                    "state_dir": str(root / "agent"),
+                    "health_interval_s": 3600,
+                    "delivery": delivery,
+                }
             )
-            fleet = start_fleet_service(fleet_yaml, root / "ready", root / "fleet.log")
-            try:
-                console.print(f"filling the outbox with {readings:,} readings...")
-                fill(root / "agent", readings)
-                delivery = (
-                    {} if rate is None else {"drain_rate_per_s": rate, "drain_burst": int(rate)}
-                )
-                config = AgentConfig.model_validate(
-                    {
-                        "schema_version": 1,
-                        "agent_id": "bus-1",
-                        "kind": "bus",
-                        "site": {"id": "bus", "name": "bus"},
-                        "broker": {
-                            "port": broker.port,
-                            "tls": broker.credentials("bus-1").as_config(),
-                        },
-                        "state_dir": str(root / "agent"),
-                        "health_interval_s": 3600,
-                        "delivery": delivery,
-                    }
-                )
-                console.print(f"draining at {config.delivery.drain_rate_per_s:,.0f} msg/s...")
-                elapsed = asyncio.run(drain(config, timeout_s=1800))
-                with influxdb.client("drain", timeout_s=120) as influx:
-                    (series,) = influx.query('SELECT count(seq) FROM "blood_pressure"')
-                    stored = int(series.rows()[0]["count"])
-            finally:
-                terminate(fleet, 30)
+            console.print(f"draining at {config.delivery.drain_rate_per_s:,.0f} msg/s...")
+            elapsed = asyncio.run(drain(config, timeout_s=1800))
+            with influxdb.client("drain", timeout_s=120) as influx:
+                (series,) = influx.query('SELECT count(seq) FROM "blood_pressure"')
+                stored = int(series.rows()[0]["count"])
     return elapsed, stored
 
 

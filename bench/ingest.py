@@ -22,14 +22,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import yaml
 from rich.console import Console
 from rich.table import Table
 
 from edge_agent.config import AgentConfig
 from edge_agent.runtime.supervisor import Agent
-from fleet.devstack.processes import start_fleet_service, terminate
-from fleet.devstack.services import InfluxDB, Mosquitto, fleet_settings
+from fleet.devstack.influxdb import fleet_stack
+from fleet.devstack.services import Mosquitto
 from fleet.storage.influx import InfluxClient
 from vigie_core.contract.data import ReadingKind
 
@@ -110,40 +109,29 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="vigie-bench-") as scratch:
         root = Path(scratch)
-        with (
-            Mosquitto(workdir=root / "mosquitto") as broker,
-            InfluxDB(workdir=root / "influxdb") as influxdb,
-        ):
-            fleet_yaml = root / "fleet.yaml"
-            fleet_yaml.write_text(
-                yaml.safe_dump(fleet_settings(broker, influxdb, "bench", client_id="fleet-bench"))
+        # Agents publish only once the fleet's subscription exists at the broker.
+        with fleet_stack(root, "bench", "fleet-bench") as (broker, influxdb):
+            configs = agent_configs(args.agents, broker, root / "agents", args.outbox_sync)
+            agents = [Agent(config) for config in configs]
+            console.print(
+                f"{args.agents} agents flooding for {args.seconds:.0f} s "
+                f"(outbox synchronous={args.outbox_sync})..."
             )
-            # Agents publish only once the fleet's subscription exists at the broker.
-            fleet = start_fleet_service(fleet_yaml, root / "fleet.ready", root / "fleet.log")
-            try:
-                configs = agent_configs(args.agents, broker, root / "agents", args.outbox_sync)
-                agents = [Agent(config) for config in configs]
-                console.print(
-                    f"{args.agents} agents flooding for {args.seconds:.0f} s "
-                    f"(outbox synchronous={args.outbox_sync})..."
-                )
-                started = time.monotonic()
-                produced = asyncio.run(produce(agents, args.seconds))
-                sent_s = time.monotonic() - started
+            started = time.monotonic()
+            produced = asyncio.run(produce(agents, args.seconds))
+            sent_s = time.monotonic() - started
 
-                with influxdb.client("bench", timeout_s=120) as influx:
-                    expected = {c.agent_id: last_seq(c.state_dir) for c in configs}
-                    total = sum(expected.values())
-                    deadline = time.monotonic() + 300
-                    counts: dict[str, Counter[int]] = {}
-                    while time.monotonic() < deadline:
-                        counts = {agent_id: stored(influx, agent_id) for agent_id in expected}
-                        if sum(len(c) for c in counts.values()) >= total:
-                            break
-                        time.sleep(1)
-                    stored_s = time.monotonic() - started
-            finally:
-                terminate(fleet, 30)
+            with influxdb.client("bench", timeout_s=120) as influx:
+                expected = {c.agent_id: last_seq(c.state_dir) for c in configs}
+                total = sum(expected.values())
+                deadline = time.monotonic() + 300
+                counts: dict[str, Counter[int]] = {}
+                while time.monotonic() < deadline:
+                    counts = {agent_id: stored(influx, agent_id) for agent_id in expected}
+                    if sum(len(c) for c in counts.values()) >= total:
+                        break
+                    time.sleep(1)
+                stored_s = time.monotonic() - started
 
     distinct = sum(len(c) for c in counts.values())
     lost = sum(len(set(range(1, expected[a] + 1)) - counts[a].keys()) for a in expected)

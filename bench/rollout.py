@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 from rich.console import Console
 from rich.table import Table
 
-from fleet.rollouts.plan import RolloutView, parse_waves, plan_waves
+from fleet.rollouts.plan import parse_waves, plan_waves
+from fleet.rollouts.view import RolloutView
 from vigie_core.contract.codec import encode
 from vigie_core.contract.releases import DesiredRelease, ReportedRelease, UpdatePhase
 from vigie_core.contract.rollouts import RolloutProgress, RolloutSpec

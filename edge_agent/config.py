@@ -112,7 +112,7 @@ class DeliveryConfig(_Section):
 
 
 class UpdateSettings(_Section):
-    """Signed updates into A/B slots (``edge_agent/slots.py``); the launcher runs the
+    """Signed updates into A/B slots (``edge_agent/updates/slots.py``); the launcher runs the
     agent from ``root``."""
 
     root: Path

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-from fleet.devstack.services import InfluxDB, Mosquitto
+from fleet.devstack.influxdb import InfluxDB
+from fleet.devstack.services import Mosquitto
 from fleet.security.pki import Role
 
 #: The test identity allowed to publish under any agent's branch (see the fixture).

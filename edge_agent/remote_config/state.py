@@ -1,7 +1,7 @@
 """The agent's side of desired configuration: which pushed version runs, the saved copy
 of the last one accepted, and the last refusal. It decides; the agent switches.
 
-Settings are laid over the agent's own file by ``edge_agent.desired`` (pure); here is
+Settings are laid over the agent's own file by ``edge_agent.remote_config.merge`` (pure); here is
 what must survive a reboot and what is reported.
 """
 

@@ -6,9 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from rich import box
+from rich.console import Group
 from rich.markup import escape
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from fleet.rollouts.plan import Outcome, RolloutStatus
 from fleet.storage.presence import AgentStatus
 from fleet.storage.queries import AgentView, Delivery
 from vigie_core.contract.data import READING_FIELDS, ReadingKind
@@ -99,3 +103,69 @@ def format_values(row: dict[str, Any]) -> str:
         elif row.get(name) is not None:
             shown.append(f"{name} {row[name]:g} {units.get(name, '')}".rstrip())
     return "  ".join(shown)
+
+
+# --- rollouts ---------------------------------------------------------------------------
+
+
+def progress_bar(status: RolloutStatus, width: int = 30) -> ProgressBar:
+    """Agents updated out of all the rollout's agents."""
+    return ProgressBar(
+        total=max(1, len(status.outcomes)), completed=status.total(Outcome.UPDATED), width=width
+    )
+
+
+def rollouts_table(statuses: list[RolloutStatus]) -> Table:
+    """Every rollout, a line each, compact enough for an 80-column terminal (long ids
+    and versions fold)."""
+    table = Table(header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0))
+    table.add_column("rollout", overflow="fold", min_width=10)
+    table.add_column("version", overflow="fold", min_width=9)
+    for name in ("state", "waves", "progress", "updated", "failed", "pending"):
+        table.add_column(name, no_wrap=True)
+    for status in statuses:
+        table.add_row(
+            status.spec.rollout_id,
+            status.spec.version,
+            status.state.value,
+            f"{status.released_waves}/{len(status.spec.waves)}",
+            progress_bar(status, width=10),
+            f"{status.total(Outcome.UPDATED)}/{len(status.outcomes)}",
+            str(status.total(Outcome.FAILED) + status.total(Outcome.EXCUSED)),
+            str(status.total(Outcome.PENDING)),
+        )
+    return table
+
+
+def rollout_detail(status: RolloutStatus, details: list[dict[str, object]]) -> Group:
+    """One rollout: its progress, each wave's counts, and the agents not done yet."""
+    spec = status.spec
+    updated = status.total(Outcome.UPDATED)
+    header = Table.grid(padding=(0, 1))
+    header.add_row(
+        f"[bold]{spec.rollout_id}[/]: {spec.version}, {status.state.value}",
+        escape(f"({status.reason})" if status.reason else ""),
+    )
+    header.add_row(progress_bar(status), f"{updated}/{len(status.outcomes)} updated")
+    waves = Table(
+        "wave", "agents", "updated", "failed", "pending", "not asked", "cancelled",
+        header_style="bold",
+    )  # fmt: skip
+    for number, counts in enumerate(status.waves, start=1):
+        marker = "" if number <= status.released_waves else " (not released)"
+        waves.add_row(
+            f"{number}{marker}",
+            str(counts.size),
+            str(counts.updated),
+            str(counts.failed),
+            str(counts.pending),
+            str(counts.not_asked),
+            str(counts.cancelled),
+        )
+    parts: list[object] = [header, waves]
+    if details:
+        agents = Table("agent", "outcome", "running", "phase", "reason", header_style="bold")
+        for row in details:
+            agents.add_row(*(escape(str(row[key] or "-")) for key in row))
+        parts.append(agents)
+    return Group(*parts)  # type: ignore[arg-type]

@@ -1,8 +1,8 @@
 """``fleet rollout start|status|pause|resume|abort``: staged rollouts of a release.
 
 The CLI writes the rollout's spec and control documents (retained on the broker); the
-fleet service releases the waves (``fleet/rollout_service.py``). Decisions and counts
-come from ``fleet/rollout.py``, the same code in both.
+fleet service releases the waves (``fleet/rollouts/driver.py``). Decisions and counts
+come from ``fleet/rollouts/plan.py``, the same code in both.
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ from typing import Annotated
 import httpx
 import typer
 from pydantic import ValidationError
-from rich import box
-from rich.console import Console, Group
+from rich.console import Console
 from rich.markup import escape
-from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from fleet.cli.common import ConfigOption, JsonOption, error, fail_with, load_config, open_influx
+from fleet.cli.render import rollout_detail, rollouts_table
 from fleet.config import FleetConfig
 from fleet.desired.retained import publish_retained, read_rollouts
 from fleet.desired.targets import TARGET_HELP, select_agents
@@ -29,13 +28,13 @@ from fleet.rollouts.plan import (
     ACTIVE_STATES,
     Outcome,
     RolloutStatus,
-    RolloutView,
     new_rollout_id,
     overlapping,
     parse_percent,
     parse_waves,
     plan_waves,
 )
+from fleet.rollouts.view import RolloutView
 from fleet.storage.queries import AgentView, list_agents
 from vigie_core.clock import utc_now
 from vigie_core.contract.releases import MANIFEST_NAME
@@ -240,13 +239,6 @@ def _choose(view: RolloutView, rollout_id: str | None) -> RolloutStatus:
     raise typer.Exit(1)
 
 
-def _bar(status: RolloutStatus, width: int = 30) -> ProgressBar:
-    """Agents updated out of all the rollout's agents."""
-    return ProgressBar(
-        total=max(1, len(status.outcomes)), completed=status.total(Outcome.UPDATED), width=width
-    )
-
-
 @rollout_app.command("status")
 def rollout_status(
     rollout_id: Annotated[
@@ -267,93 +259,20 @@ def rollout_status(
         if as_json:
             typer.echo(json.dumps([status.as_json() for status in statuses], indent=2))
             return
-        _print_all(statuses)
+        if not statuses:
+            console.print("No rollouts.")
+            return
+        console.print(rollouts_table(statuses))
+        for status in statuses:
+            if status.reason and status.state in ACTIVE_STATES:
+                console.print(f"{status.spec.rollout_id}: {escape(status.reason)}")
         return
     status = _choose(view, rollout_id)
-    details = _agent_details(view, status)
+    details = view.unfinished_agents(status)
     if as_json:
         typer.echo(json.dumps({**status.as_json(), "details": details}, indent=2))
         return
-    _print_one(status, details)
-
-
-def _print_all(statuses: list[RolloutStatus]) -> None:
-    if not statuses:
-        console.print("No rollouts.")
-        return
-    # Compact enough for an 80-column terminal: long ids and versions fold.
-    table = Table(header_style="bold", box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0))
-    table.add_column("rollout", overflow="fold", min_width=10)
-    table.add_column("version", overflow="fold", min_width=9)
-    for name in ("state", "waves", "progress", "updated", "failed", "pending"):
-        table.add_column(name, no_wrap=True)
-    for status in statuses:
-        table.add_row(
-            status.spec.rollout_id,
-            status.spec.version,
-            status.state.value,
-            f"{status.released_waves}/{len(status.spec.waves)}",
-            _bar(status, width=10),
-            f"{status.total(Outcome.UPDATED)}/{len(status.outcomes)}",
-            str(status.total(Outcome.FAILED) + status.total(Outcome.EXCUSED)),
-            str(status.total(Outcome.PENDING)),
-        )
-    console.print(table)
-    for status in statuses:
-        if status.reason and status.state in ACTIVE_STATES:
-            console.print(f"{status.spec.rollout_id}: {escape(status.reason)}")
-
-
-def _agent_details(view: RolloutView, status: RolloutStatus) -> list[dict[str, object]]:
-    """The agents a technician looks at: asked and not updated."""
-    rows: list[dict[str, object]] = []
-    for agent, outcome in status.outcomes.items():
-        if outcome in (Outcome.UPDATED, Outcome.NOT_ASKED):
-            continue
-        reported = view.reported.get(agent)
-        rows.append(
-            {
-                "agent_id": agent,
-                "outcome": outcome.value,
-                "running": reported.running if reported else None,
-                "phase": reported.phase.value if reported else None,
-                "reason": reported.reason if reported else "no report yet",
-            }
-        )
-    return rows
-
-
-def _print_one(status: RolloutStatus, details: list[dict[str, object]]) -> None:
-    spec = status.spec
-    updated = status.total(Outcome.UPDATED)
-    header = Table.grid(padding=(0, 1))
-    header.add_row(
-        f"[bold]{spec.rollout_id}[/]: {spec.version}, {status.state.value}",
-        escape(f"({status.reason})" if status.reason else ""),
-    )
-    header.add_row(_bar(status), f"{updated}/{len(status.outcomes)} updated")
-    waves = Table(
-        "wave", "agents", "updated", "failed", "pending", "not asked", "cancelled",
-        header_style="bold",
-    )  # fmt: skip
-    for number, counts in enumerate(status.waves, start=1):
-        marker = "" if number <= status.released_waves else " (not released)"
-        waves.add_row(
-            f"{number}{marker}",
-            str(counts.size),
-            str(counts.updated),
-            str(counts.failed),
-            str(counts.pending),
-            str(counts.not_asked),
-            str(counts.cancelled),
-        )
-    parts: list[object] = [header, waves]
-    if details:
-        agents = Table("agent", "outcome", "running", "phase", "reason", header_style="bold")
-        for row in details:
-            agents.add_row(*(escape(str(row[key] or "-")) for key in row))
-        parts.append(agents)
-    console.print(Group(*parts))  # type: ignore[arg-type]
+    console.print(rollout_detail(status, details))
 
 
 def _control(config: ConfigOption, rollout_id: str | None, command: Command) -> RolloutStatus:

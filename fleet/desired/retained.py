@@ -7,32 +7,28 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from fleet.config import MqttSettings
 from fleet.desired.targets import ConfigSync
 from fleet.errors import BrokerUnavailable
-from fleet.rollouts.plan import RolloutView
+from fleet.mqtt import paho_client
+from fleet.rollouts.view import RolloutView
 from vigie_core.contract.codec import Message, decode, encode
 from vigie_core.contract.releases import DesiredRelease, ReportedRelease
 from vigie_core.contract.settings import DesiredConfig, ReportedConfig
 from vigie_core.contract.topics import Channel, Topics
 from vigie_core.errors import ContractError
-from vigie_core.tls import client_context
 
 QOS = 1
+D = TypeVar("D", DesiredConfig, DesiredRelease)
+R = TypeVar("R", ReportedConfig, ReportedRelease)
 
 
 def _connect(settings: MqttSettings) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fleet-cli-{uuid.uuid4().hex[:8]}")
-    credentials = settings.cli_tls or settings.tls
-    if credentials is not None:
-        client.tls_set_context(client_context(credentials))
-        password = credentials.password()
-        if credentials.username is not None and password is not None:
-            client.username_pw_set(credentials.username, password.get_secret_value())
+    client = paho_client(f"fleet-cli-{uuid.uuid4().hex[:8]}", settings.cli_tls or settings.tls)
     connected = threading.Event()
     outcome: list[str] = []
 
@@ -103,32 +99,35 @@ def read_rollouts(settings: MqttSettings, quiet_s: float = 0.5) -> RolloutView:
     return view
 
 
-def read_config_state(settings: MqttSettings, quiet_s: float = 0.5) -> dict[str, ConfigSync]:
-    """Every agent's retained desired and reported configuration."""
+def _desired_and_reported(
+    settings: MqttSettings, item: str, desired_type: type[D], reported_type: type[R], quiet_s: float
+) -> dict[str, tuple[D | None, R | None]]:
+    """Per agent, its retained desired and reported ``item`` (``config``, ``release``)."""
     topics = Topics(settings.topic_prefix)
-    filters = [topics.every_agent(Channel.DESIRED), topics.every_agent(Channel.REPORTED)]
+    filters = [
+        topics.every_agent(Channel.DESIRED, item),
+        topics.every_agent(Channel.REPORTED, item),
+    ]
     messages = _collect(settings, filters, quiet_s)
-    desired = {m.agent_id: m for m in messages if isinstance(m, DesiredConfig)}
-    reported = {m.agent_id: m for m in messages if isinstance(m, ReportedConfig)}
+    desired: dict[str, D] = {m.agent_id: m for m in messages if isinstance(m, desired_type)}
+    reported: dict[str, R] = {m.agent_id: m for m in messages if isinstance(m, reported_type)}
     return {
-        agent_id: ConfigSync(agent_id, desired.get(agent_id), reported.get(agent_id))
+        agent_id: (desired.get(agent_id), reported.get(agent_id))
         for agent_id in sorted({*desired, *reported})
     }
+
+
+def read_config_state(settings: MqttSettings, quiet_s: float = 0.5) -> dict[str, ConfigSync]:
+    """Every agent's retained desired and reported configuration."""
+    found = _desired_and_reported(settings, "config", DesiredConfig, ReportedConfig, quiet_s)
+    return {agent_id: ConfigSync(agent_id, *pair) for agent_id, pair in found.items()}
 
 
 def read_release_state(
     settings: MqttSettings, quiet_s: float = 0.5
 ) -> dict[str, tuple[DesiredRelease | None, ReportedRelease | None]]:
     """Every agent's retained desired release and update report."""
-    topics = Topics(settings.topic_prefix)
-    filters = [topics.every_agent(Channel.DESIRED), topics.every_agent(Channel.REPORTED)]
-    messages = _collect(settings, filters, quiet_s)
-    desired = {m.agent_id: m for m in messages if isinstance(m, DesiredRelease)}
-    reported = {m.agent_id: m for m in messages if isinstance(m, ReportedRelease)}
-    return {
-        agent_id: (desired.get(agent_id), reported.get(agent_id))
-        for agent_id in sorted({*desired, *reported})
-    }
+    return _desired_and_reported(settings, "release", DesiredRelease, ReportedRelease, quiet_s)
 
 
 def publish_desired(

@@ -19,8 +19,9 @@ from rich.live import Live
 from rich.text import Text
 
 from fleet.cli.render import agents_table
+from fleet.devstack.influxdb import InfluxDB
 from fleet.devstack.processes import running, spawn, start_fleet_service
-from fleet.devstack.services import InfluxDB, Mosquitto
+from fleet.devstack.services import Mosquitto
 from fleet.errors import FleetError
 from fleet.storage.influx import InfluxClient
 from fleet.storage.presence import AgentStatus

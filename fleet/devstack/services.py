@@ -1,4 +1,5 @@
-"""A local Mosquitto and InfluxDB 1.x, run as child processes with their data in a folder.
+"""Local services run as child processes with their data in a folder: what they share,
+and Mosquitto (InfluxDB: ``fleet.devstack.influxdb``).
 
 Used by the demo, the test suite and the benchmarks. Each instance writes its own
 configuration into its folder and listens on 127.0.0.1 only, on a port of its own, so
@@ -9,7 +10,6 @@ on the same port with the same data, as the chaos tests need.
 from __future__ import annotations
 
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Self
-
-import httpx
 
 from fleet.devstack.processes import log_tail, terminate
 from fleet.errors import DevstackError
@@ -32,10 +30,9 @@ from fleet.security.broker import (
     write_broker_files,
 )
 from fleet.security.pki import CertificateAuthority, Role
-from fleet.storage.influx import InfluxClient, InfluxCredentials, influxql_string, provision
 from vigie_core.contract.identifiers import DEFAULT_PREFIX
 from vigie_core.files import write_private, write_public
-from vigie_core.tls import BrokerCredentials, read_secret
+from vigie_core.tls import BrokerCredentials
 
 HOST = "127.0.0.1"
 
@@ -47,7 +44,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _binary(name: str, package: str) -> str:
+def find_binary(name: str, package: str) -> str:
     found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     if found is None:
         raise DevstackError(
@@ -58,7 +55,7 @@ def _binary(name: str, package: str) -> str:
 
 
 @dataclass
-class _Service:
+class Service:
     """What the two services share: a folder, a port, a child process and its log."""
 
     workdir: Path
@@ -162,9 +159,9 @@ class _Service:
 
 
 @dataclass
-class Mosquitto(_Service):
+class Mosquitto(Service):
     """Mosquitto set up like the production broker: TLS only, a certificate per client,
-    the generated ACL (``fleet/broker.py``), and the shipped delivery settings.
+    the generated ACL (``fleet/security/broker.py``), and the shipped delivery settings.
 
     Its CA lives in ``<workdir>/pki``; :meth:`enroll` issues identities on demand and
     reloads the broker, as ``fleet agent enroll`` does in a deployment. ``any_prefix``
@@ -173,7 +170,7 @@ class Mosquitto(_Service):
 
     any_prefix: bool = True
     topic_prefix: str = DEFAULT_PREFIX
-    #: Extra ACL blocks by identity (see ``fleet.broker.acl_text``); tests only.
+    #: Extra ACL blocks by identity (see ``fleet.security.broker.acl_text``); tests only.
     extra_grants: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     name = "mosquitto"
 
@@ -277,166 +274,10 @@ class Mosquitto(_Service):
         return "\n".join(lines) + "\n"
 
     def _command(self) -> list[str]:
-        binary = _binary("mosquitto", "mosquitto")
+        binary = find_binary("mosquitto", "mosquitto")
         config = self.workdir / "mosquitto.conf"
         config.write_text(self.config_text())
         return [binary, "-c", str(config)]
 
     def _ready(self) -> bool:
         return self._port_open()
-
-
-@dataclass
-class InfluxDB(_Service):
-    """InfluxDB 1.x (Debian's ``influxdb``), every path and port its own, with
-    authentication on: an admin user is created at first start (its password in
-    ``<workdir>/admin.password``), and :meth:`grant` makes the fleet's own user."""
-
-    rpc_port: int = field(default_factory=free_port)
-    auth: bool = True
-    name = "influxd"
-    start_timeout_s = 40.0
-    ADMIN = "admin"
-
-    @property
-    def admin_password_file(self) -> Path:
-        return self.workdir / "admin.password"
-
-    @property
-    def admin_credentials(self) -> InfluxCredentials:
-        if not self.auth:
-            return InfluxCredentials()
-        return InfluxCredentials(self.ADMIN, read_secret(self.admin_password_file))
-
-    def client(self, database: str, timeout_s: float = 10.0) -> InfluxClient:
-        """A client with the admin's rights (set-up, and reading back in tests)."""
-        return InfluxClient(self.url, database, timeout_s, self.admin_credentials)
-
-    def start(self) -> None:
-        super().start()
-        if self.auth and not self.admin_password_file.exists():
-            # With no user yet, InfluxDB 1.x accepts exactly this statement anonymously.
-            password = secrets.token_urlsafe(18)
-            with InfluxClient(self.url, "_internal") as anonymous:
-                anonymous.execute(
-                    f"CREATE USER {self.ADMIN} WITH PASSWORD {influxql_string(password)} "
-                    "WITH ALL PRIVILEGES"
-                )
-            write_private(self.admin_password_file, password.encode())
-
-    def grant(self, database: str, user: str = "fleet", retention: str = "INF") -> Path:
-        """Provision ``database`` with ``user`` as its writer; returns the user's
-        password file (created once). What ``fleet db init`` does in a deployment."""
-        password_file = self.workdir / f"{user}.password"
-        if not password_file.exists():
-            write_private(password_file, secrets.token_urlsafe(18).encode())
-        with self.client(database) as admin:
-            provision(
-                admin,
-                retention=retention,
-                writer=(user, read_secret(password_file)) if self.auth else None,
-            )
-        return password_file
-
-    @property
-    def url(self) -> str:
-        """The HTTP API's base address, e.g. ``http://127.0.0.1:8086``."""
-        return f"http://{self.host}:{self.port}"
-
-    def config_text(self) -> str:
-        """The ``influxdb.conf`` (1.6 format) this instance runs with.
-
-        influxd 1.6 silently ignores keys it does not know, so check a change here with
-        ``influxd config -config <file>``, which prints the settings it actually uses.
-        """
-        root = self.workdir
-        return f"""\
-reporting-disabled = true
-bind-address = "{self.host}:{self.rpc_port}"
-
-[meta]
-  dir = "{root}/meta"
-
-[data]
-  dir = "{root}/data"
-  wal-dir = "{root}/wal"
-  query-log-enabled = false
-
-[coordinator]
-  # Tests and benchmarks read back every point: no silent truncation of results.
-  max-select-point = 0
-  max-select-series = 0
-
-[retention]
-  enabled = true
-
-[monitor]
-  store-enabled = false
-
-[http]
-  enabled = true
-  bind-address = "{self.host}:{self.port}"
-  auth-enabled = {"true" if self.auth else "false"}
-  log-enabled = false
-  max-row-limit = 0
-
-[continuous_queries]
-  enabled = false
-
-[subscriber]
-  enabled = false
-
-# graphite, collectd, opentsdb, udp and ifql are disabled by default in 1.6.
-"""
-
-    def _command(self) -> list[str]:
-        binary = _binary("influxd", "influxdb")
-        config = self.workdir / "influxdb.conf"
-        config.write_text(self.config_text())
-        return [binary, "-config", str(config)]
-
-    def _ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/ping", timeout=0.5).status_code == 204
-        except httpx.HTTPError:
-            return False
-
-    def create_database(self, name: str) -> None:
-        """Create database ``name`` (a no-op if it exists), as the admin.
-
-        Raises:
-            FleetError: InfluxDB refused the statement.
-        """
-        with self.client(name) as admin:
-            admin.execute(f'CREATE DATABASE "{name}"')
-
-    def drop_database(self, name: str) -> None:
-        """Drop database ``name`` and all its data (a no-op if it does not exist).
-
-        Raises:
-            FleetError: InfluxDB refused the statement.
-        """
-        with self.client(name) as admin:
-            admin.execute(f'DROP DATABASE "{name}"')
-
-
-def fleet_settings(
-    broker: Mosquitto, influxdb: InfluxDB, database: str, **mqtt: object
-) -> dict[str, object]:
-    """A fleet config (as a dict) for these local services, secured as deployed: the
-    fleet service's certificate and its own InfluxDB user (the database is provisioned)."""
-    return {
-        "schema_version": 1,
-        "mqtt": {
-            "host": broker.host,
-            "port": broker.port,
-            "tls": broker.service_credentials.as_config(),
-            **mqtt,
-        },
-        "influxdb": {
-            "url": influxdb.url,
-            "database": database,
-            "username": "fleet",
-            "password_file": str(influxdb.grant(database)),
-        },
-    }

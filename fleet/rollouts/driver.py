@@ -1,5 +1,5 @@
 """The fleet service's rollout driver: reads rollouts and agents' release reports from
-the broker, releases waves, halts, aborts (the decisions are in ``fleet/rollout.py``).
+the broker, releases waves, halts, aborts (the decisions are in ``fleet/rollouts/plan.py``).
 
 Every fleet instance runs one. Nothing is kept but what the broker retains, so a
 restarted instance goes on where the rollout stands, and two instances publish the
@@ -15,15 +15,15 @@ import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 
 from fleet.config import FleetConfig
-from fleet.rollouts.plan import RolloutStatus, RolloutView, State
+from fleet.mqtt import paho_client
+from fleet.rollouts.plan import RolloutStatus, State
+from fleet.rollouts.view import RolloutView
 from vigie_core.contract.codec import encode
 from vigie_core.contract.releases import DesiredRelease
 from vigie_core.contract.rollouts import RolloutProgress
 from vigie_core.contract.topics import Topics
-from vigie_core.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +54,11 @@ class RolloutDriver:
 
     def _make_client(self) -> mqtt.Client:
         settings = self.config.mqtt
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"{settings.client_id}-rollouts"
-        )
-        if settings.tls is not None:
-            client.tls_set_context(client_context(settings.tls))
-            password = settings.tls.password()
-            if settings.tls.username is not None and password is not None:
-                client.username_pw_set(settings.tls.username, password.get_secret_value())
+        client = paho_client(f"{settings.client_id}-rollouts", settings.tls)
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
         return client
 
     # --- paho's thread -----------------------------------------------------------------

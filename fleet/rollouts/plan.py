@@ -23,22 +23,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
-from pydantic import (
-    ValidationError,
-)
-
 from fleet.errors import RolloutError
-from vigie_core.contract.codec import decode
 from vigie_core.contract.releases import DesiredRelease, ReportedRelease, UpdatePhase
 from vigie_core.contract.rollouts import (
     Command,
     RolloutControl,
-    RolloutDocument,
     RolloutProgress,
     RolloutSpec,
 )
-from vigie_core.contract.topics import Channel, Topics
-from vigie_core.errors import ContractError
 
 # --- waves ------------------------------------------------------------------------------
 
@@ -332,92 +324,3 @@ def overlapping(active: Sequence[RolloutStatus], agents: Sequence[str]) -> dict[
                 if agent in wanted:
                     taken.setdefault(agent, status.spec.rollout_id)
     return taken
-
-
-_DOCUMENTS: Final[dict[str, tuple[str, type[RolloutDocument]]]] = {
-    "spec": ("specs", RolloutSpec),
-    "control": ("controls", RolloutControl),
-    "progress": ("progress", RolloutProgress),
-}
-
-
-# --- the view both the fleet service and the CLI build from retained messages -----------
-
-
-@dataclass
-class RolloutView:
-    """Every rollout document and every agent's desired and reported release, as the
-    broker retains them; ``absorb`` takes each retained message (an empty payload is a
-    cleared one)."""
-
-    prefix: str
-    specs: dict[str, RolloutSpec] = field(default_factory=dict)
-    controls: dict[str, RolloutControl] = field(default_factory=dict)
-    progress: dict[str, RolloutProgress] = field(default_factory=dict)
-    desired: dict[str, DesiredRelease] = field(default_factory=dict)
-    reported: dict[str, ReportedRelease] = field(default_factory=dict)
-
-    @property
-    def topics(self) -> Topics:
-        return Topics(self.prefix)
-
-    def absorb(self, topic: str, payload: bytes) -> None:
-        found = self.topics.parse_rollout(topic)
-        if found is not None:
-            self._absorb_document(*found, payload)
-        else:
-            self._absorb_release(topic, payload)
-
-    def _absorb_document(self, rollout_id: str, part: str, payload: bytes) -> None:
-        attribute, model = _DOCUMENTS[part]
-        documents: dict[str, RolloutDocument] = getattr(self, attribute)
-        if not payload:
-            documents.pop(rollout_id, None)
-            return
-        try:
-            document = model.model_validate_json(payload)
-        except ValidationError:
-            return  # not ours to repair: a document that does not parse is no rollout
-        if document.rollout_id == rollout_id:
-            documents[rollout_id] = document
-
-    def _absorb_release(self, topic: str, payload: bytes) -> None:
-        topics = self.topics
-        try:
-            parsed = topics.parse(topic)
-        except ContractError:
-            return
-        if parsed.item != "release":
-            return
-        by_agent = self.desired if parsed.channel is Channel.DESIRED else self.reported
-        if not payload:
-            by_agent.pop(parsed.agent_id, None)
-            return
-        try:
-            _, message = decode(topics, topic, payload)
-        except ContractError:
-            return
-        if isinstance(message, DesiredRelease | ReportedRelease):
-            by_agent[parsed.agent_id] = message  # type: ignore[assignment]
-
-    def statuses(self) -> list[RolloutStatus]:
-        """Every rollout, oldest first."""
-        found = [
-            evaluate(
-                spec,
-                self.controls.get(rollout_id),
-                self.progress.get(rollout_id),
-                self.desired,
-                self.reported,
-            )
-            for rollout_id, spec in self.specs.items()
-        ]
-        return sorted(found, key=lambda status: status.spec.created_at)
-
-    def filters(self) -> list[str]:
-        """What to subscribe to for this view."""
-        return [
-            self.topics.every_rollout(),
-            self.topics.every_agent(Channel.DESIRED, "release"),
-            self.topics.every_agent(Channel.REPORTED, "release"),
-        ]

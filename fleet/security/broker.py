@@ -1,7 +1,7 @@
 """Mosquitto's security settings, generated from the CA's inventory.
 
 ``fleet broker config`` writes them for a deployment (Ansible installs them); the test
-and demo brokers (``fleet/devstack.py``) run with the very same generator, so the
+and demo brokers (``fleet/devstack/``) run with the very same generator, so the
 suite exercises the configuration that ships.
 
 Identities are certificate common names (``use_identity_as_username``). Each agent

@@ -6,7 +6,7 @@ doubling (InfluxDB identifies a point by measurement, tag set and time).
 
 Measurements (the Grafana dashboards may query only these, and only these fields):
 
-- one per :class:`~edge_agent.contract.ReadingKind` (``blood_pressure``, ...):
+- one per :class:`~vigie_core.contract.data.ReadingKind` (``blood_pressure``, ...):
   tags ``agent_id``, ``device``; fields: the reading's values, ``seq``,
   ``units``/``invalid``/``context`` as ``name=value;...`` strings and ``quality`` as
   ``flag;flag`` when present; from a real instrument ``profile``, ``address``,
@@ -275,7 +275,7 @@ def message_points(message: Message, received_ns: int) -> list[Point]:
     """The points that store one valid message.
 
     ``received_ns`` must be unique per message, and a batch needs one per message it
-    holds (see ``fleet.ingest.UniqueClock``): points timed by reception would otherwise
+    holds (see ``fleet.ingest.decoding.UniqueClock``): points timed by reception would otherwise
     overwrite each other.
     """
     if isinstance(message, AgentState):

@@ -25,8 +25,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from fleet.devstack.influxdb import InfluxDB
 from fleet.devstack.processes import fleet_serve_args, wait_until_subscribed
-from fleet.devstack.services import InfluxDB, Mosquitto
+from fleet.devstack.services import Mosquitto
 from fleet.storage.influx import InfluxClient
 from fleet.storage.points import AGENT_EVENT, AGENT_HEALTH
 from vigie_core.contract.data import ReadingKind

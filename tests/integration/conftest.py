@@ -18,8 +18,9 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from fleet.devstack.influxdb import InfluxDB
 from fleet.devstack.processes import fleet_serve_args, wait_until_subscribed
-from fleet.devstack.services import InfluxDB, Mosquitto
+from fleet.devstack.services import Mosquitto
 from fleet.releases.artifacts import ArtifactServer
 from fleet.storage.influx import InfluxClient
 from vigie_core.tls import BrokerCredentials, client_context

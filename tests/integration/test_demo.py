@@ -12,7 +12,8 @@ import psutil
 import pytest
 
 from fleet.devstack.demo import DEMO_DATABASE
-from fleet.devstack.services import InfluxDB, free_port
+from fleet.devstack.influxdb import InfluxDB
+from fleet.devstack.services import free_port
 from fleet.storage.queries import list_agents
 from vigie_core.clock import utc_now
 

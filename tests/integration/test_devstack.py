@@ -10,7 +10,8 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 
-from fleet.devstack.services import InfluxDB, Mosquitto
+from fleet.devstack.influxdb import InfluxDB
+from fleet.devstack.services import Mosquitto
 from fleet.errors import DevstackError
 
 from .conftest import mqtt_client

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from fleet.devstack.services import InfluxDB, Mosquitto
+from fleet.devstack.influxdb import InfluxDB
+from fleet.devstack.services import Mosquitto
 from fleet.storage.influx import InfluxClient
 from fleet.storage.points import ns
 from vigie_core.contract.data import READING_FIELDS, ReadingKind

@@ -11,7 +11,8 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from fleet.config import FleetConfig
-from fleet.devstack.services import InfluxDB, Mosquitto
+from fleet.devstack.influxdb import InfluxDB
+from fleet.devstack.services import Mosquitto
 from fleet.ingest.service import IngestService
 from fleet.storage.influx import InfluxClient
 from fleet.storage.lineprotocol import Point

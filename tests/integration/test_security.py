@@ -19,7 +19,8 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 
-from fleet.devstack.services import InfluxDB, Mosquitto, free_port
+from fleet.devstack.influxdb import InfluxDB
+from fleet.devstack.services import Mosquitto, free_port
 from fleet.errors import InfluxUnauthorized
 from fleet.security.broker import MAX_PACKET_BYTES
 from fleet.security.pki import Role

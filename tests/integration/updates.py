@@ -36,7 +36,14 @@ def build_release(
     with zipfile.ZipFile(wheel, "w") as archive:
         for number in range(padding):
             archive.writestr(f"padding/{number:05d}.bin", os.urandom(4096))
-        for path in sorted((REPO / "edge_agent").rglob("*.py")):
+        # What the real wheel holds for the agent: its code, the shared core, and the
+        # device profiles (the slot must not lean on the base installation's).
+        shipped = [
+            *(REPO / "edge_agent").rglob("*.py"),
+            *(REPO / "vigie_core").rglob("*.py"),
+            *(REPO / "device_profiles").glob("*"),
+        ]
+        for path in sorted(shipped):
             name = str(path.relative_to(REPO))
             text = path.read_text()
             if name == "edge_agent/__init__.py":

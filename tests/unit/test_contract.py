@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from vigie_core.contract.codec import MAX_PAYLOAD_BYTES, decode, encode
+from vigie_core.contract.codec import MAX_PAYLOAD_BYTES, batch_payload, decode, encode
 from vigie_core.contract.data import (
     Batch,
     Event,
@@ -244,6 +244,18 @@ def test_a_batch_carries_messages_of_every_kind_from_one_agent() -> None:
     body = json.loads(encode(batch))
     body["messages"][0]["type"] = "weather"
     assert _reject(T.batch("booth-01"), json.dumps(body).encode()) is RejectReason.INVALID_PAYLOAD
+
+
+@pytest.mark.parametrize("historical", [True, False])
+def test_a_batch_spliced_from_stored_payloads_is_the_encoded_batch(historical: bool) -> None:
+    event = Event(
+        agent_id="booth-01", seq=8, measured_at=AT, name="agent_started", severity=Severity.INFO
+    )
+    messages = [reading(), event]
+    spliced = batch_payload("booth-01", historical, [encode(message) for message in messages])
+    expected = Batch(agent_id="booth-01", historical=historical, messages=messages)
+    assert spliced == encode(expected)
+    assert decode(T, T.batch("booth-01"), spliced)[1] == expected
 
 
 def test_seq_ranges_merge_and_stored_acks_expand_them() -> None:

@@ -6,7 +6,7 @@ import calendar
 import json
 from datetime import UTC, datetime, timedelta
 
-from fleet.ingest.service import UniqueClock, points_for
+from fleet.ingest.decoding import UniqueClock, points_for
 from fleet.storage.points import message_points, ns
 from vigie_core.contract.codec import encode
 from vigie_core.contract.data import (

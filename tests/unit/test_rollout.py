@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from fleet.errors import RolloutError
 from fleet.rollouts.plan import (
     Outcome,
-    RolloutView,
     State,
     agent_outcome,
     evaluate,
@@ -20,6 +19,7 @@ from fleet.rollouts.plan import (
     parse_waves,
     plan_waves,
 )
+from fleet.rollouts.view import RolloutView
 from vigie_core.contract.codec import encode
 from vigie_core.contract.releases import DesiredRelease, ReportedRelease, UpdatePhase
 from vigie_core.contract.rollouts import Command, RolloutControl, RolloutProgress, RolloutSpec

@@ -16,7 +16,7 @@ JsonValue: TypeAlias = str | int | float | bool | list["JsonValue"] | dict[str, 
 
 @dataclass(frozen=True, slots=True)
 class ReadingDraft:
-    """What a decoded record contributes to a :class:`~edge_agent.contract.Reading`.
+    """What a decoded record contributes to a :class:`~vigie_core.contract.data.Reading`.
 
     The agent adds its own receive time, the device identity and the time checks.
     ``device_time`` is the device's clock exactly as sent: naive when the format
