@@ -19,16 +19,23 @@ class TcpProxy:
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
+        #: While cut: a socket that holds the port without listening (connections are
+        #: refused), so that no outgoing connection takes it as its local port meanwhile.
+        self._placeholder: socket.socket | None = None
         self._stalled = threading.Event()
         self._acceptor: threading.Thread | None = None
 
     def start(self) -> None:
         self._listen()
 
+    def _bound(self) -> socket.socket:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        return sock
+
     def _listen(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
+        listener = self._bound()
         listener.listen(64)
         with self._lock:
             self._listener = listener
@@ -94,6 +101,7 @@ class TcpProxy:
             with contextlib.suppress(OSError):
                 listener.shutdown(socket.SHUT_RDWR)
             listener.close()
+            self._placeholder = self._bound()
         for sock in sockets:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
@@ -101,6 +109,9 @@ class TcpProxy:
     def restore(self) -> None:
         self._stalled.clear()
         if self._listener is None:
+            if self._placeholder is not None:
+                self._placeholder.close()
+                self._placeholder = None
             self._listen()
 
     def stall(self) -> None:
@@ -110,3 +121,6 @@ class TcpProxy:
 
     def stop(self) -> None:
         self.cut()
+        if self._placeholder is not None:
+            self._placeholder.close()
+            self._placeholder = None

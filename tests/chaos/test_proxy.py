@@ -121,3 +121,20 @@ def test_a_cut_drops_connections_that_were_being_accepted(sink: int) -> None:
                 assert sock.recv(10) == b""
             sock.close()
         proxy.stop()
+
+
+def test_a_cut_keeps_the_port_so_that_restore_always_gets_it_back(echo: int) -> None:
+    # While cut, nothing else may take the port (an outgoing connection picks its local
+    # port in the same range): the chaos suite cuts for minutes, then restores.
+    proxy = TcpProxy(echo)
+    proxy.start()
+    proxy.cut()
+    thief = socket.socket()
+    with pytest.raises(OSError, match="in use"):
+        thief.bind(("127.0.0.1", proxy.port))
+    thief.close()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", proxy.port), timeout=1)
+    proxy.restore()
+    socket.create_connection(("127.0.0.1", proxy.port), timeout=2).close()
+    proxy.stop()
