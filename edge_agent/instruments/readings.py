@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from edge_agent.instruments.decoders.base import ReadingDraft
 from vigie_core.contract.data import EARLIEST_VALID_TIME, DeviceSource, Reading
+from vigie_core.contract.model import storable
 
 #: A device time this far ahead of the agent's clock is wrong, not early.
 MAX_DEVICE_AHEAD: Final = timedelta(minutes=5)
@@ -41,7 +42,9 @@ class ReadingOrigin:
 
 
 def device_time_utc(local: datetime, zone: ZoneInfo) -> datetime | None:
-    """A device's time as an aware UTC time; None if it cannot exist.
+    """A device's time as an aware UTC time; None if it cannot exist, or cannot be
+    stored (the contract refuses times outside 1677-2262: the reading keeps its values,
+    flagged ``device_clock_invalid``, and is measured at its receive time).
 
     Naive times are the device's local time, in the site's zone; aware ones (NMEA)
     carry their own zone.
@@ -49,9 +52,10 @@ def device_time_utc(local: datetime, zone: ZoneInfo) -> datetime | None:
     try:
         if local.tzinfo is None:
             local = local.replace(tzinfo=zone)
-        return local.astimezone(UTC)
+        utc = local.astimezone(UTC)
     except (OverflowError, ValueError):
         return None
+    return utc if storable(utc) else None
 
 
 def measurement_time(

@@ -31,7 +31,7 @@ import paho.mqtt.client as mqtt
 from fleet.config import FleetConfig
 from fleet.errors import InfluxRejected, InfluxUnavailable
 from fleet.ingest.accounting import IngestStats, RateLimitedLog, RecentSeqs
-from fleet.ingest.decoding import UniqueClock, points_for
+from fleet.ingest.decoding import UNSTORABLE, Decoded, UniqueClock, points_for
 from fleet.ingest.storing import PointStore
 from fleet.mqtt import paho_client
 from fleet.storage.influx import PointWriter
@@ -46,10 +46,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class Pending:
-    """A received message's points and what is needed to acknowledge it: the MQTT
+    """A received message's lines and what is needed to acknowledge it: the MQTT
     acknowledgement to the broker and the stored-acknowledgement to the agent."""
 
-    points: list[Point]
+    #: Line protocol, one point a line (nothing for a message that stores nothing).
+    lines: list[bytes]
     mid: int
     qos: int
     agent_id: str | None = None
@@ -106,6 +107,9 @@ class IngestService:
         client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         client.on_subscribe = self._on_subscribe
+        # Belt and braces: a callback that raises must not end paho's network thread
+        # (the ingest would stay alive but deaf). Ours catch everything already.
+        client.suppress_exceptions = True
         return client
 
     @property
@@ -153,15 +157,19 @@ class IngestService:
 
     def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         self.stats.received += 1
-        decoded = points_for(self.topics, message.topic, bytes(message.payload), self._clock)
-        if decoded.error is not None:
-            self.stats.rejected[decoded.error.reason.value] += 1
+        try:
+            decoded = points_for(self.topics, message.topic, bytes(message.payload), self._clock)
+        except Exception:  # points_for dead-letters everything; this is the last guard
+            log.exception("could not even dead-letter a message on %r", message.topic[:200])
+            decoded = Decoded([], ((UNSTORABLE, "internal error"),))
+        for reason, detail in decoded.refused:
+            self.stats.rejected[reason] += 1
             self._rejections.warning(
-                decoded.error.reason.value,
-                f"dead-lettered a message on {message.topic[:200]!r}: {decoded.error}",
+                reason, f"dead-lettered a message on {message.topic[:200]!r}: {reason}: {detail}"
             )
+        # Always queued: even a message that stores nothing is acknowledged in its turn.
         self._pending.put(
-            Pending(decoded.points, message.mid, message.qos, decoded.agent_id, list(decoded.seqs))
+            Pending(decoded.lines, message.mid, message.qos, decoded.agent_id, list(decoded.seqs))
         )
 
     # --- InfluxDB side (writer thread) -------------------------------------------------
@@ -172,7 +180,7 @@ class IngestService:
             first = self._pending.get(timeout=0.5)
         except queue.Empty:
             return []
-        batch, count = [first], len(first.points)
+        batch, count = [first], len(first.lines)
         deadline = time.monotonic() + settings.batch_max_delay_s
         while count < settings.batch_max_points:
             remaining = deadline - time.monotonic()
@@ -183,7 +191,7 @@ class IngestService:
             except queue.Empty:
                 break
             batch.append(item)
-            count += len(item.points)
+            count += len(item.lines)
         return batch
 
     def _write_loop(self) -> None:
@@ -193,7 +201,7 @@ class IngestService:
                 if self._stopping.is_set():
                     return
                 continue
-            if not self._store.store([point for item in batch for point in item.points]):
+            if not self._store.store([line for item in batch for line in item.lines]):
                 # Shutting down with InfluxDB away: leave the batch unacknowledged, the
                 # broker redelivers it to this session (or a sibling) later.
                 return
@@ -201,7 +209,10 @@ class IngestService:
                 if item.qos > 0:
                     self._client.ack(item.mid, item.qos)
             self.stats.acknowledged += len(batch)
-            self._confirm_stored(batch)
+            try:
+                self._confirm_stored(batch)
+            except Exception:  # the data is stored and acknowledged; agents resend
+                log.exception("could not confirm a stored batch to its agents")
 
     def _confirm_stored(self, batch: list[Pending]) -> None:
         """Tell each agent which of its messages are stored, so it can forget them."""

@@ -9,12 +9,11 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from fleet.errors import InfluxRejected, InfluxUnavailable, LineProtocolError
+from fleet.errors import InfluxRejected, InfluxUnavailable
 from fleet.ingest.accounting import IngestStats, RateLimitedLog
-from fleet.ingest.decoding import line_of
 from fleet.ingest.spill import Spill
 from fleet.storage.influx import PointWriter
-from fleet.storage.lineprotocol import Point, encode_batch
+from fleet.storage.lineprotocol import measurement_of
 from fleet.storage.points import dead_letter_point
 from vigie_core.backoff import backoff_delay
 
@@ -63,66 +62,75 @@ class PointStore:
             self._spill_thread.join(timeout_s)
             self._spill.close()
 
-    def store(self, points: Sequence[Point]) -> bool:
-        """Write until InfluxDB (or the spill) has the points (True); only shutdown gives
+    def store(self, lines: Sequence[bytes]) -> bool:
+        """Write until InfluxDB (or the spill) has the lines (True); only shutdown gives
         up (False)."""
         attempt = 0
         while True:
             # While the spill drains, InfluxDB was away a moment ago: add to the spill
             # rather than probe it with every batch.
-            if self._spill is not None and len(self._spill) and self._spill_put(points):
+            if self._spill is not None and len(self._spill) and self._spill_put(lines):
                 return True
             try:
-                self._write_isolating_rejects(points)
+                self._write_isolating_rejects(lines)
             except InfluxUnavailable as exc:
-                if self._spill is not None and self._spill_put(points):
+                if self._spill is not None and self._spill_put(lines):
                     log.warning("%s; spilling to %s until it is back", exc, self._spill_dir)
                     return True
                 if self._stopping.is_set():
                     log.warning(
-                        "stopping with %d points unwritten; the broker keeps them", len(points)
+                        "stopping with %d points unwritten; the broker keeps them", len(lines)
                     )
                     return False
                 delay = backoff_delay(attempt, 0.5, 10.0, self._rng)
                 if attempt == 0:
-                    log.warning("%s; holding %d points, retrying", exc, len(points))
+                    log.warning("%s; holding %d points, retrying", exc, len(lines))
                 attempt += 1
                 self._stopping.wait(delay)
                 continue
             if attempt:
-                log.info("InfluxDB is back; wrote %d held points", len(points))
-            self.stats.stored_points += len(points)
+                log.info("InfluxDB is back; wrote %d held points", len(lines))
+            self.stats.stored_points += len(lines)
             return True
 
-    def _spill_put(self, points: Sequence[Point]) -> bool:
+    def _spill_put(self, lines: Sequence[bytes]) -> bool:
         assert self._spill is not None  # noqa: S101
-        body = encode_batch(points)
-        if not self._spill.put(body):
+        if not self._spill.put(b"".join(lines)):
             self._rejections.warning("spill_full", "the spill is full; holding acknowledgements")
             return False
-        self.stats.spilled_points += len(points)
+        self.stats.spilled_points += len(lines)
         self._spill_waiting.set()
         return True
 
-    def _write_isolating_rejects(self, points: Sequence[Point]) -> None:
+    def _write_isolating_rejects(self, lines: Sequence[bytes]) -> None:
+        """Write ``lines``; a line InfluxDB refuses is set aside, the others written.
+
+        Raises InfluxUnavailable only: the caller holds or spills the lines then.
+        """
         try:
-            self._writer.write(points)
-        except (InfluxRejected, LineProtocolError) as exc:
-            if len(points) == 1:
-                self._set_aside(line_of(points[0]), points[0].measurement, str(exc))
-                return
+            self._writer.write_body(b"".join(lines))
+        except InfluxUnavailable:
+            raise
+        except InfluxRejected as exc:
+            reason = str(exc)
+        except Exception as exc:  # a bug must not stop the ingest: treated as a refusal
+            log.exception("writing %d points failed unexpectedly", len(lines))
+            reason = f"{type(exc).__name__}: {exc}"
         else:
+            return
+        if len(lines) == 1:
+            self._set_aside(lines[0], reason)
             return
         # One bad point (a field type conflict, say) must not sink its batch: bisect to
         # find it. Points are idempotent, so rewriting the good ones does no harm.
-        middle = len(points) // 2
-        self._write_isolating_rejects(points[:middle])
-        self._write_isolating_rejects(points[middle:])
+        middle = len(lines) // 2
+        self._write_isolating_rejects(lines[:middle])
+        self._write_isolating_rejects(lines[middle:])
 
-    def _set_aside(self, line: str, measurement: str, why: str) -> None:
+    def _set_aside(self, line: bytes, why: str) -> None:
         self.stats.rejected[STORAGE_REFUSED] += 1
         self._rejections.warning(STORAGE_REFUSED, f"InfluxDB refused a point: {why}")
-        letter = dead_letter_point(STORAGE_REFUSED, why, measurement, line.encode(), self._clock())
+        letter = dead_letter_point(STORAGE_REFUSED, why, measurement_of(line), line, self._clock())
         try:
             self._writer.write([letter])
         except InfluxRejected:
@@ -139,8 +147,9 @@ class PointStore:
                         self._spill_waiting.clear()
                         self._spill_waiting.wait(1.0)
                         continue
-                    self._write_body_isolating_rejects(body)
-                    self.stats.stored_points += body.count(b"\n")
+                    lines = body.splitlines(keepends=True)
+                    self._write_isolating_rejects(lines)
+                    self.stats.stored_points += len(lines)
             except InfluxUnavailable:
                 self._stopping.wait(backoff_delay(attempt, 0.5, 10.0, self._rng))
                 attempt += 1
@@ -148,13 +157,3 @@ class PointStore:
             if attempt:
                 log.info("InfluxDB is back; draining the spill (%d batches)", len(self._spill))
             attempt = 0
-
-    def _write_body_isolating_rejects(self, body: bytes) -> None:
-        try:
-            self._writer.write_body(body)
-        except InfluxRejected as exc:
-            for line in body.splitlines():
-                try:
-                    self._writer.write_body(line + b"\n")
-                except InfluxRejected:
-                    self._set_aside(line.decode(errors="replace"), "(spill)", str(exc))

@@ -92,3 +92,9 @@ def encode_point(point: Point) -> str:
 def encode_batch(points: Iterable[Point]) -> bytes:
     """Points as a request body for ``/write?precision=ns``."""
     return "".join(encode_point(point) + "\n" for point in points).encode()
+
+
+def measurement_of(line: bytes) -> str:
+    """The measurement a line writes to, to say which one a refused point was for.
+    The fleet's measurement names never need escaping (``points.SCHEMA``)."""
+    return line.split(b" ", 1)[0].split(b",", 1)[0].decode(errors="replace")

@@ -106,7 +106,7 @@ def test_an_invalid_value_travels_as_null_with_its_reason() -> None:
     assert decode(T, T.topic_for(message), encode(message))[1] == message
     with pytest.raises(ValueError, match="without a reason"):
         reading(values={"systolic": None}, units={})
-    with pytest.raises(ValueError, match="not finite"):
+    with pytest.raises(ValueError, match="finite number"):
         reading(values={"systolic": float("nan")}, units={})
 
 
@@ -152,6 +152,56 @@ def test_each_kind_of_bad_message_has_its_reason() -> None:
         "vigie/v1",
     ):
         assert _reject(bad_topic, encode(good)) is RejectReason.BAD_TOPIC, bad_topic
+
+
+def test_each_documented_reason_is_the_one_its_message_gets() -> None:
+    # docs/protocol.md, "Limits and rejections": the row each of these falls under.
+    good = reading()
+    topic = T.topic_for(good)
+    body = json.loads(encode(good))
+    without_version = {key: value for key, value in body.items() if key != "schema_version"}
+    assert _reject(topic, json.dumps(without_version).encode()) is (
+        RejectReason.UNKNOWN_SCHEMA_VERSION
+    )
+    for version in (1.0, "1", True, None):
+        assert _reject(topic, json.dumps({**body, "schema_version": version}).encode()) is (
+            RejectReason.UNKNOWN_SCHEMA_VERSION
+        ), version
+    # NaN and Infinity are Python's, not JSON's.
+    nan = encode(good).replace(b'"systolic":128.0', b'"systolic":NaN')
+    assert b"NaN" in nan
+    assert _reject(topic, nan) is RejectReason.NOT_JSON
+    # Another agent's message slipped into a batch: a mismatch, like a foreign agent_id.
+    foreign = reading(agent_id="booth-02")
+    batch = json.dumps(
+        {
+            "schema_version": 1,
+            "agent_id": "booth-01",
+            "historical": False,
+            "messages": [json.loads(encode(good)), json.loads(encode(foreign))],
+        }
+    ).encode()
+    assert _reject(T.batch("booth-01"), batch) is RejectReason.AGENT_MISMATCH
+    inner = json.loads(batch)
+    del inner["messages"][0]["schema_version"]
+    inner["messages"].pop()
+    assert _reject(T.batch("booth-01"), json.dumps(inner).encode()) is (
+        RejectReason.UNKNOWN_SCHEMA_VERSION
+    )
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("seq", 2**63), ("seq", 10**30), ("measured_at", "0001-01-01T00:00:00+14:00")],
+)
+def test_numbers_and_times_beyond_what_can_be_stored_are_refused(field: str, value: object) -> None:
+    body = json.loads(encode(reading()))
+    topic = "vigie/v1/booth-01/reading/blood_pressure"
+    assert _reject(topic, json.dumps({**body, field: value}).encode()) is (
+        RejectReason.INVALID_PAYLOAD
+    )
+    largest = json.dumps({**body, "seq": 2**63 - 1}).encode()
+    assert decode(T, topic, largest)[1].seq == 2**63 - 1  # type: ignore[union-attr]
 
 
 def test_numbers_in_strings_and_other_encodings_are_refused() -> None:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,16 @@ from hypothesis import strategies as st
 from edge_agent.config import load_agent_config
 from edge_agent.instruments.profiles import load_profile
 from fleet.config import load_fleet_config
+from fleet.ingest.decoding import UniqueClock, points_for
+from fleet.storage.lineprotocol import measurement_of
 from tests.samples import every_kind_of_message
 from vigie_core.clock import utc_now
 from vigie_core.contract.codec import MAX_PAYLOAD_BYTES, decode
+from vigie_core.contract.data import Reading
+from vigie_core.contract.model import EARLIEST_STORABLE, LATEST_STORABLE
 from vigie_core.contract.settings import DesiredConfig, ManagedSettings
 from vigie_core.contract.topics import Topics
-from vigie_core.errors import ContractError, DocumentError
+from vigie_core.errors import ContractError, DocumentError, RejectReason
 
 from .test_agent import make_agent
 
@@ -153,3 +158,52 @@ def test_a_desired_configuration_is_applied_or_refused_never_crashes_the_agent(
             assert changed or report.rejected is not None or parsed == ManagedSettings()
         finally:
             agent.recorder.close()
+
+
+def _reading_at(measured_at: str) -> bytes:
+    (reading,) = [m for m in every_kind_of_message() if isinstance(m, Reading)][:1]
+    body = json.loads(reading.model_dump_json())
+    return json.dumps({**body, "measured_at": measured_at}).encode()
+
+
+OFFSETS = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(
+    lambda minutes: timezone(timedelta(minutes=minutes))
+)
+
+
+@given(moment=st.datetimes(timezones=OFFSETS))
+def test_any_time_with_any_offset_is_stored_as_is_or_refused_with_a_reason(
+    moment: datetime,
+) -> None:
+    # Year 1 to 9999 with offsets of up to a day: once in UTC, some fall outside what
+    # datetime (and InfluxDB) can hold. A reading times itself, or is refused; the fleet
+    # never meets an exception it does not expect (it used to stop ingesting).
+    topic = "vigie/v1/a/reading/blood_pressure"
+    rejection = _rejection(lambda: decode(TOPICS, topic, _reading_at(moment.isoformat())))
+    if rejection is not None:
+        assert rejection.reason is RejectReason.INVALID_PAYLOAD
+        assert "outside the times that can be stored" in rejection.detail
+        return
+    _, message = decode(TOPICS, topic, _reading_at(moment.isoformat()))
+    assert isinstance(message, Reading)
+    assert message.measured_at == moment.astimezone(UTC)
+    assert EARLIEST_STORABLE <= message.measured_at <= LATEST_STORABLE
+    decoded = points_for(TOPICS, topic, _reading_at(moment.isoformat()), UniqueClock())
+    assert decoded.refused == ()
+    assert all(-(2**63) <= int(line.rsplit(b" ", 1)[1]) < 2**63 for line in decoded.lines)
+
+
+@pytest.mark.parametrize(
+    "measured_at",
+    ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", "1677-09-21T00:12:43Z",
+     "2262-04-12T00:00:00Z"],
+)  # fmt: skip
+def test_the_times_that_used_to_stop_the_fleet_are_refused_with_a_reason(measured_at: str) -> None:
+    topic = "vigie/v1/a/reading/blood_pressure"
+    with pytest.raises(ContractError) as info:
+        decode(TOPICS, topic, _reading_at(measured_at))
+    assert info.value.reason is RejectReason.INVALID_PAYLOAD
+    assert info.value.detail.startswith("measured_at: Value error,")
+    decoded = points_for(TOPICS, topic, _reading_at(measured_at), UniqueClock())
+    assert [reason for reason, _ in decoded.refused] == [RejectReason.INVALID_PAYLOAD.value]
+    assert [measurement_of(line) for line in decoded.lines] == ["dead_letter"]

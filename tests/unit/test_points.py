@@ -6,7 +6,12 @@ import calendar
 import json
 from datetime import UTC, datetime, timedelta
 
-from fleet.ingest.decoding import UniqueClock, points_for
+import pytest
+
+from fleet.errors import LineProtocolError
+from fleet.ingest import decoding
+from fleet.ingest.decoding import UNSTORABLE, UniqueClock, points_for
+from fleet.storage.lineprotocol import measurement_of
 from fleet.storage.points import message_points, ns
 from vigie_core.contract.codec import encode
 from vigie_core.contract.data import (
@@ -163,15 +168,13 @@ def test_a_bad_message_becomes_a_dead_letter() -> None:
     decoded = points_for(
         Topics("vigie"), "vigie/v1/booth-01/health", b"\x00garbage", UniqueClock(lambda: 5)
     )
-    assert decoded.error is not None
-    assert decoded.error.reason is RejectReason.NOT_JSON
+    assert decoded.refused == ((RejectReason.NOT_JSON.value, decoded.refused[0][1]),)
     assert decoded.agent_id is None  # nothing to confirm to anyone
-    (letter,) = decoded.points
-    assert letter.measurement == "dead_letter"
-    assert dict(letter.tags) == {"reason": "not_json"}
-    assert letter.fields["topic"] == "vigie/v1/booth-01/health"
-    assert letter.fields["size"] == 8
-    assert letter.time_ns == 5
+    (letter,) = decoded.lines
+    assert letter.startswith(b"dead_letter,reason=not_json ")
+    assert b'topic="vigie/v1/booth-01/health"' in letter
+    assert b"size=8i" in letter
+    assert letter.endswith(b" 5\n")
 
 
 def weight(seq: int, at: datetime = AT) -> Reading:
@@ -189,9 +192,9 @@ def test_a_good_message_names_its_agent_and_sequence_number_for_confirmation() -
     decoded = points_for(
         Topics("vigie"), "vigie/v1/b/reading/body_weight", encode(weight(1)), UniqueClock(lambda: 5)
     )
-    assert decoded.error is None
+    assert decoded.refused == ()
     assert (decoded.agent_id, decoded.seqs) == ("b", (1,))
-    assert [point.measurement for point in decoded.points] == ["body_weight"]
+    assert [measurement_of(line) for line in decoded.lines] == ["body_weight"]
 
 
 def test_a_batch_becomes_the_points_of_its_messages_marked_historical() -> None:
@@ -200,9 +203,11 @@ def test_a_batch_becomes_the_points_of_its_messages_marked_historical() -> None:
         Topics("vigie"), "vigie/v1/b/batch", encode(batch), UniqueClock(lambda: RECEIVED)
     )
     assert decoded.seqs == (1, 2, 3)
-    assert [point.fields["weight"] for point in decoded.points] == [71.0, 72.0, 73.0]
-    assert all(point.fields["historical"] is True for point in decoded.points)
-    assert [point.time_ns for point in decoded.points] == [AT_NS] * 3
+    assert [b"weight=%.1f" % (70 + n) in line for n, line in enumerate(decoded.lines, 1)] == [
+        True
+    ] * 3
+    assert all(b"historical=true" in line for line in decoded.lines)
+    assert [int(line.rsplit(b" ", 1)[1]) for line in decoded.lines] == [AT_NS] * 3
 
 
 def test_a_wrong_clock_gets_the_receive_time_flagged_never_1970() -> None:
@@ -233,3 +238,63 @@ def test_readings_are_shown_with_units_and_invalid_values_as_a_dash() -> None:
         "invalid": "diastolic=cuff_error",
     }
     assert format_values(row) == "systolic 128 mm[Hg]  diastolic - (cuff_error)  pulse_rate 72 /min"
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("a bug"), LineProtocolError("no fields")])
+def test_a_valid_message_that_cannot_become_points_is_set_aside_and_confirmed(
+    failure: Exception, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_: object) -> list[object]:
+        raise failure
+
+    monkeypatch.setattr(decoding, "message_points", broken)
+    decoded = points_for(
+        Topics("vigie"), "vigie/v1/b/reading/body_weight", encode(weight(4)), UniqueClock()
+    )
+    ((reason, detail),) = decoded.refused
+    assert reason == UNSTORABLE
+    assert str(failure) in detail
+    assert [measurement_of(line) for line in decoded.lines] == ["dead_letter"]
+    assert b"reason=unstorable" in decoded.lines[0]
+    # Kept as a dead letter, so confirmed: the agent must not send it again forever.
+    assert (decoded.agent_id, decoded.seqs) == ("b", (4,))
+
+
+def test_a_batch_with_bad_messages_stores_the_good_ones_and_sets_each_bad_one_aside() -> None:
+    good = [json.loads(encode(weight(seq))) for seq in (1, 2, 5)]
+    bad = [
+        {**json.loads(encode(weight(3))), "measured_at": "0001-01-01T00:00:00+14:00"},
+        {**json.loads(encode(weight(4))), "agent_id": "someone-else"},
+        {**json.loads(encode(weight(6))), "seq": 2**64},
+        "not even an object",
+    ]
+    body = {"schema_version": 1, "agent_id": "b", "historical": True}
+    payload = json.dumps(
+        {**body, "messages": [good[0], bad[0], good[1], bad[1], good[2], bad[2], bad[3]]}
+    )
+    decoded = points_for(Topics("vigie"), "vigie/v1/b/batch", payload.encode(), UniqueClock())
+    stored = [line for line in decoded.lines if measurement_of(line) == "body_weight"]
+    assert [b"seq=%di" % seq in line for seq, line in zip((1, 2, 5), stored, strict=True)] == [
+        True
+    ] * 3
+    assert all(b"historical=true" in line for line in stored)
+    assert [reason for reason, _ in decoded.refused] == [
+        "invalid_payload",
+        "agent_mismatch",
+        "invalid_payload",
+        "invalid_payload",
+    ]
+    assert len(decoded.lines) == 3 + 4
+    # Confirmed: the good ones, and the bad ones that say a sequence number that fits.
+    assert sorted(decoded.seqs) == [1, 2, 3, 4, 5]
+    assert decoded.agent_id == "b"
+
+
+def test_a_batch_whose_envelope_is_wrong_is_refused_whole() -> None:
+    payload = json.dumps(
+        {"schema_version": 1, "agent_id": "other", "messages": [json.loads(encode(weight(1)))]}
+    ).encode()
+    decoded = points_for(Topics("vigie"), "vigie/v1/b/batch", payload, UniqueClock())
+    assert [reason for reason, _ in decoded.refused] == ["agent_mismatch"]
+    assert [measurement_of(line) for line in decoded.lines] == ["dead_letter"]
+    assert decoded.seqs == ()

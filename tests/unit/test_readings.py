@@ -103,3 +103,20 @@ def test_a_draft_that_breaks_the_contract_is_refused() -> None:
     )
     with pytest.raises(ValidationError):
         build_reading(draft, ORIGIN, 1, RECEIVED)
+
+
+@pytest.mark.parametrize(
+    "device_time",
+    [
+        datetime(9999, 12, 31, 23, 59),  # GATT Date Time's last year: no point can have it
+        datetime(1582, 10, 15, 0, 0),  # its first
+        datetime(1, 1, 1, 0, 0),  # out of range once converted to UTC (Paris is ahead)
+    ],
+)
+def test_a_device_time_that_cannot_be_stored_keeps_the_reading(device_time: datetime) -> None:
+    # The contract refuses times InfluxDB cannot store; the reading must not go with it.
+    reading = build_reading(_draft(device_time), ORIGIN, 1, RECEIVED)
+    assert reading.measured_at == RECEIVED
+    assert reading.device_time is None
+    assert DEVICE_CLOCK_INVALID in reading.quality
+    assert reading.values["systolic"] == 120.0

@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Final
+from dataclasses import dataclass
+from typing import Annotated, Final
 
-from pydantic import ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
-from vigie_core.contract.data import Batch, DataMessage, Event, HealthReport, Reading, StoredAck
-from vigie_core.contract.model import SCHEMA_VERSION, ContractModel
+from vigie_core.contract.data import (
+    MAX_BATCH_MESSAGES,
+    Batch,
+    DataMessage,
+    Event,
+    HealthReport,
+    Reading,
+    StoredAck,
+)
+from vigie_core.contract.model import INT64_MAX, SCHEMA_VERSION, ContractModel
 from vigie_core.contract.presence import AgentState
 from vigie_core.contract.releases import DesiredRelease, ReportedRelease
 from vigie_core.contract.settings import DesiredConfig, ReportedConfig
@@ -91,6 +100,13 @@ def decode(topics: Topics, topic: str, payload: bytes) -> tuple[ParsedTopic, Mes
         raise _rejection(text, exc) from exc
     # Every model of the two tables above is one of these (narrows the type).
     assert isinstance(message, AgentState | DataMessage | Batch | StoredAck | StateMessage)  # noqa: S101
+    # A model may leave schema_version to its default in code; a document on the wire
+    # must say it (pydantic records which fields the document held).
+    if "schema_version" not in message.model_fields_set or (
+        isinstance(message, Batch)
+        and any("schema_version" not in item.model_fields_set for item in message.messages)
+    ):
+        raise ContractError(RejectReason.UNKNOWN_SCHEMA_VERSION, "schema_version is missing")
     if message.agent_id != parsed.agent_id:
         raise ContractError(RejectReason.AGENT_MISMATCH, "payload agent_id differs from topic")
     if isinstance(message, Reading) and message.kind != parsed.kind:
@@ -98,21 +114,113 @@ def decode(topics: Topics, topic: str, payload: bytes) -> tuple[ParsedTopic, Mes
     return parsed, message
 
 
-def _rejection(text: str, exc: ValidationError) -> ContractError:
-    """Why a payload failed validation: not JSON, another schema version, or a field."""
+@dataclass(frozen=True, slots=True)
+class RefusedItem:
+    """One message of a batch that the contract refuses, while the others go on."""
+
+    index: int
+    error: ContractError
+    #: The item's own JSON, for the dead letter that keeps it.
+    payload: bytes
+    #: Its sequence number when it states one: the agent is told it was set aside.
+    seq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SalvagedBatch:
+    """What a batch refused as a whole still holds: its valid messages, each refused
+    one with its own reason."""
+
+    agent_id: str
+    historical: bool
+    messages: list[DataMessage]
+    refused: list[RefusedItem]
+
+    def batch(self) -> Batch | None:
+        """The valid messages as a Batch (None if there are none)."""
+        if not self.messages:
+            return None
+        return Batch(agent_id=self.agent_id, historical=self.historical, messages=self.messages)
+
+
+_DATA_MESSAGE: Final = TypeAdapter[DataMessage](Annotated[DataMessage, Field(discriminator="type")])
+
+
+def salvage_batch(topics: Topics, topic: str, payload: bytes) -> SalvagedBatch | None:
+    """A batch ``decode`` refused, message by message: one bad message (an agent's bug,
+    a clock out of range) must not sink the good ones it travels with, nor come back
+    with them forever. None when the envelope itself is wrong (not JSON, another
+    agent's, another schema version, too many messages): then the whole is refused.
+    """
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError as error:
+        parsed = topics.parse(topic)
+        document = json.loads(payload, parse_constant=_not_json)
+    except (ContractError, ValueError, RecursionError):
+        return None
+    if parsed.channel is not Channel.BATCH or not isinstance(document, dict):
+        return None
+    items, historical = document.get("messages"), document.get("historical", False)
+    if (
+        set(document) - {"schema_version", "agent_id", "historical", "messages"}
+        or type(document.get("schema_version")) is not int
+        or document["schema_version"] != SCHEMA_VERSION
+        or document.get("agent_id") != parsed.agent_id
+        or not isinstance(historical, bool)
+        or not isinstance(items, list)
+        or not 1 <= len(items) <= MAX_BATCH_MESSAGES
+    ):
+        return None
+    messages: list[DataMessage] = []
+    refused: list[RefusedItem] = []
+    for index, item in enumerate(items):
+        raw = json.dumps(item).encode()
+        try:
+            message = _data_message(raw, parsed.agent_id)
+        except ContractError as error:
+            seq = item.get("seq") if isinstance(item, dict) else None
+            known = seq if type(seq) is int and 0 <= seq <= INT64_MAX else None
+            refused.append(RefusedItem(index, error, raw, known))
+        else:
+            messages.append(message)
+    return SalvagedBatch(parsed.agent_id, historical, messages, refused)
+
+
+def _data_message(raw: bytes, agent_id: str) -> DataMessage:
+    try:
+        message = _DATA_MESSAGE.validate_json(raw, strict=True)
+    except ValidationError as exc:
+        raise _rejection(raw.decode(), exc) from exc
+    if "schema_version" not in message.model_fields_set:
+        raise ContractError(RejectReason.UNKNOWN_SCHEMA_VERSION, "schema_version is missing")
+    if message.agent_id != agent_id:
+        raise ContractError(RejectReason.AGENT_MISMATCH, "payload agent_id differs from topic")
+    return message
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _rejection(text: str, exc: ValidationError) -> ContractError:
+    """Why a payload failed validation: not JSON, another schema version, another
+    agent's message in a batch, or a field (docs/protocol.md, "Limits and rejections")."""
+    try:
+        # NaN and Infinity: Python's json reads them, no JSON document holds them.
+        document = json.loads(text, parse_constant=_not_json)
+    except ValueError as error:  # JSONDecodeError is one
         return ContractError(RejectReason.NOT_JSON, str(error)[:200])
     except RecursionError:  # deeply nested arrays
         return ContractError(RejectReason.NOT_JSON, "nested too deeply")
     if not isinstance(document, dict):
         return ContractError(RejectReason.INVALID_PAYLOAD, "payload is not a JSON object")
     version = document.get("schema_version")
-    if version != SCHEMA_VERSION or isinstance(version, bool):
+    # Exactly the integer 1: not true, not 1.0, not "1", not missing.
+    if type(version) is not int or version != SCHEMA_VERSION:
         return ContractError(
             RejectReason.UNKNOWN_SCHEMA_VERSION, f"schema_version {str(version)[:20]!r}"
         )
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "payload"
+    if first["type"] == "agent_mismatch":
+        return ContractError(RejectReason.AGENT_MISMATCH, f"{where}: {first['msg']}")
     return ContractError(RejectReason.INVALID_PAYLOAD, f"{where}: {first['msg']}")

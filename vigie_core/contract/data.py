@@ -4,18 +4,20 @@ and the fleet's confirmation that it stored them."""
 from __future__ import annotations
 
 import enum
-import math
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Final, Literal
 
 from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from vigie_core.contract.identifiers import ConsultationId, Identifier
 from vigie_core.contract.model import (
     SCHEMA_VERSION,
     ContractModel,
+    Count,
     FlagName,
+    SchemaVersion,
     ShortText,
     UtcDatetime,
 )
@@ -110,9 +112,9 @@ class Severity(enum.StrEnum):
 
 
 class _DataMessage(ContractModel):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
     agent_id: Identifier
-    seq: int = Field(ge=0)
+    seq: Count
     measured_at: UtcDatetime
 
 
@@ -165,9 +167,6 @@ class Reading(_DataMessage):
                 raise ValueError(f"{name!r} is not a field of {self.kind.value}")
             if value is None and name not in self.invalid:
                 raise ValueError(f"{name!r} is null without a reason in 'invalid'")
-            if value is not None and not math.isfinite(value):
-                # Python's json accepts NaN/Infinity; they must travel as null + reason.
-                raise ValueError(f"{name!r} is not finite; send null with a reason")
         for name, unit in self.units.items():
             if name not in self.values:
                 raise ValueError(f"unit given for absent field {name!r}")
@@ -189,7 +188,7 @@ class DeviceStatus(ContractModel):
     #: The instrument's own battery level, when it reports one (BLE Battery Service).
     battery_percent: int | None = Field(default=None, ge=0, le=100)
     #: Days until the calibration date in the agent config; negative once overdue.
-    calibration_due_days: int | None = None
+    calibration_due_days: int | None = Field(default=None, ge=-100_000, le=100_000)
     #: Why the instrument is disconnected or in error, in one line.
     detail: ShortText = ""
 
@@ -205,14 +204,14 @@ class HealthReport(_DataMessage):
     disk_percent: float = Field(ge=0, le=100)
     devices: list[DeviceStatus] = Field(max_length=64)
     #: Messages waiting for the fleet's confirmation, and the age of the oldest.
-    backlog_messages: int = Field(default=0, ge=0)
+    backlog_messages: Count = 0
     backlog_oldest_s: float = Field(default=0.0, ge=0)
     #: Since the agent started: messages sent again (unconfirmed in time), and messages
     #: dropped because the outbox reached its disk budget.
-    resent_messages: int = Field(default=0, ge=0)
-    dropped_messages: int = Field(default=0, ge=0)
+    resent_messages: Count = 0
+    dropped_messages: Count = 0
     #: Messages the broker refused to take (not authorised by its ACL).
-    refused_messages: int = Field(default=0, ge=0)
+    refused_messages: Count = 0
 
 
 class Event(_DataMessage):
@@ -234,7 +233,7 @@ class Batch(ContractModel):
     dashboards and alerts can tell them from live data.
     """
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
     agent_id: Identifier
     historical: bool = False
     messages: list[Annotated[DataMessage, Field(discriminator="type")]] = Field(
@@ -244,7 +243,10 @@ class Batch(ContractModel):
     @model_validator(mode="after")
     def _one_agent(self) -> Batch:
         if any(message.agent_id != self.agent_id for message in self.messages):
-            raise ValueError("every message of a batch must come from the batch's agent")
+            # Its own error type: the codec names it agent_mismatch, not invalid_payload.
+            raise PydanticCustomError(
+                "agent_mismatch", "every message of a batch must come from the batch's agent"
+            )
         return self
 
 
@@ -254,9 +256,9 @@ class StoredAck(ContractModel):
     ``ranges`` are inclusive ``[first, last]`` pairs.
     """
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
     agent_id: Identifier
-    ranges: list[tuple[int, int]] = Field(min_length=1, max_length=MAX_ACK_RANGES)
+    ranges: list[tuple[Count, Count]] = Field(min_length=1, max_length=MAX_ACK_RANGES)
 
     @field_validator("ranges")
     @classmethod

@@ -12,7 +12,13 @@ from pydantic import Field, StringConstraints, field_validator, model_validator
 
 from vigie_core.contract.data import ReadingKind
 from vigie_core.contract.identifiers import AgentKind, Identifier
-from vigie_core.contract.model import SCHEMA_VERSION, ContractModel, UtcDatetime
+from vigie_core.contract.model import (
+    SCHEMA_VERSION,
+    ContractModel,
+    Count,
+    SchemaVersion,
+    UtcDatetime,
+)
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: Final[tuple[Weekday, ...]] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -102,10 +108,10 @@ class AgentState(ContractModel):
     an earlier connection can be recognised and ignored.
     """
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
     agent_id: Identifier
     online: bool
-    session: int = Field(ge=0)
+    session: Count
     since: UtcDatetime | None = None
     birth: Birth | None = None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import re
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final
 
 from packaging.version import InvalidVersion, Version
 from pydantic import AfterValidator, AwareDatetime, Field, StringConstraints
@@ -23,7 +23,13 @@ from vigie_core.contract.identifiers import (
     ReleaseVersion,
     Sha256,
 )
-from vigie_core.contract.model import SCHEMA_VERSION, ContractModel, UtcDatetime
+from vigie_core.contract.model import (
+    SCHEMA_VERSION,
+    ContractModel,
+    Count,
+    SchemaVersion,
+    UtcDatetime,
+)
 
 _ARTIFACT_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 #: The signature travels beside the manifest, base64-free: 64 raw bytes.
@@ -34,7 +40,7 @@ MANIFEST_NAME: Final = "manifest.json"
 class DesiredRelease(ContractModel):
     """The release the fleet wants an agent to run (retained, per agent)."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
     agent_id: Identifier
     version: ReleaseVersion
     #: Where releases are served: ``<url>/<version>/manifest.json`` and its signature.
@@ -57,7 +63,7 @@ class UpdatePhase(enum.StrEnum):
 class ReportedRelease(ContractModel):
     """Where an agent is with its release (retained): every step, with a reason."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
     agent_id: Identifier
     #: The version running now.
     running: Annotated[str, StringConstraints(max_length=64)]
@@ -82,11 +88,11 @@ ArtifactName = Annotated[str, StringConstraints(pattern=_ARTIFACT_RE.pattern)]
 
 
 class ReleaseManifest(ContractModel):
-    schema_version: Literal[1] = 1
+    schema_version: SchemaVersion = SCHEMA_VERSION
     version: VersionText
     #: The artifact's file name, beside the manifest (no folders).
     artifact: ArtifactName
-    size: int = Field(ge=1)
+    size: Count = Field(ge=1)
     sha256: Sha256
     #: Agents older than this cannot update to it directly.
     min_agent_version: VersionText | None = None

@@ -10,18 +10,23 @@ them (``Topics.agent_grants``).
 from __future__ import annotations
 
 import enum
-from typing import Literal
 
 from pydantic import Field, model_validator
 
 from vigie_core.contract.identifiers import ReleaseUrl, ReleaseVersion, RolloutId
-from vigie_core.contract.model import SCHEMA_VERSION, ContractModel, UtcDatetime
+from vigie_core.contract.model import (
+    SCHEMA_VERSION,
+    ContractModel,
+    Count,
+    SchemaVersion,
+    UtcDatetime,
+)
 
 
 class RolloutDocument(ContractModel):
     """What every rollout document carries."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
     rollout_id: RolloutId
 
 
@@ -69,5 +74,5 @@ class RolloutControl(RolloutDocument):
 class RolloutProgress(RolloutDocument):
     """How far the rollout went (retained; the fleet service writes it, only upwards)."""
 
-    released_waves: int = Field(ge=0)
+    released_waves: Count
     at: UtcDatetime

@@ -6,12 +6,18 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import date
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints, model_validator
 
 from vigie_core.contract.identifiers import Identifier, Sha256
-from vigie_core.contract.model import SCHEMA_VERSION, ContractModel, UtcDatetime
+from vigie_core.contract.model import (
+    SCHEMA_VERSION,
+    ContractModel,
+    Count,
+    SchemaVersion,
+    UtcDatetime,
+)
 from vigie_core.contract.presence import OpeningHours
 
 
@@ -42,10 +48,10 @@ class ManagedSettings(ContractModel):
 class DesiredConfig(ContractModel):
     """The configuration the fleet wants an agent to run (retained, per agent)."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
     agent_id: Identifier
     #: Increases with every push; an agent never goes back to a lower one.
-    version: int = Field(ge=1)
+    version: Count = Field(ge=1)
     sha256: Sha256
     issued_at: UtcDatetime
     settings: ManagedSettings
@@ -61,7 +67,7 @@ class ConfigRejection(ContractModel):
     """Why an agent refused a desired configuration (it keeps running the old one).
     ``version`` is 0 and ``sha256`` None when the message itself was unreadable."""
 
-    version: int = Field(ge=0)
+    version: Count
     sha256: Sha256 | None
     #: The setting at fault, as a dotted path (``devices.bp.interval_s``).
     field: Annotated[str, StringConstraints(max_length=200)]
@@ -72,9 +78,9 @@ class ReportedConfig(ContractModel):
     """What an agent runs (retained): the version applied (0: only its own file), the
     effective managed settings, and the last rejection if the newest push failed."""
 
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: SchemaVersion = SCHEMA_VERSION
     agent_id: Identifier
-    version: int = Field(ge=0)
+    version: Count
     sha256: Sha256
     settings: ManagedSettings
     rejected: ConfigRejection | None = None

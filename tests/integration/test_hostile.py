@@ -1,0 +1,136 @@
+"""One hostile or broken booth never stops the fleet: what an enrolled agent can send
+with its own certificate, on its own topics, through the real TLS broker and its ACL,
+to a real fleet service writing to the real InfluxDB."""
+
+from __future__ import annotations
+
+import json
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from fleet.devstack.services import Mosquitto
+from fleet.storage.influx import InfluxClient
+from vigie_core.contract.codec import encode
+from vigie_core.contract.topics import Topics
+
+from .conftest import AgentFactory, Processes, mqtt_client, wait_until
+from .test_end_to_end import last_seq_assigned, stored_seqs
+from .test_ingest import reading
+
+pytestmark = pytest.mark.integration
+
+HOSTILE = "hostile-1"
+
+
+@pytest.fixture
+def hostile(mosquitto: Mosquitto) -> Iterator[mqtt.Client]:
+    """A client with an enrolled agent's own certificate (MQTT 5, as agents speak)."""
+    client = mqtt_client(mosquitto, HOSTILE, mosquitto.credentials(HOSTILE), protocol=mqtt.MQTTv5)
+    client.connect(mosquitto.host, mosquitto.port or 0)
+    client.loop_start()
+    yield client
+    client.disconnect()
+    client.loop_stop()
+
+
+def poison(topics: Topics, first_seq: int) -> list[tuple[str, bytes, str | None]]:
+    """(topic, payload, the dead letter's reason) for what a broken booth might send;
+    None where part of it is good and must be stored."""
+    good = json.loads(encode(reading(HOSTILE, first_seq)))
+    on_reading = topics.topic_for(reading(HOSTILE, first_seq))
+
+    def variant(**fields: Any) -> bytes:
+        return json.dumps({**good, **fields}).encode()
+
+    deep = b"[" * 20_000 + b"]" * 20_000
+    mixed = {
+        "schema_version": 1,
+        "agent_id": HOSTILE,
+        "historical": True,
+        "messages": [
+            json.loads(encode(reading(HOSTILE, first_seq + 1))),
+            {**good, "seq": first_seq + 2, "measured_at": "9999-12-31T23:59:59-14:00"},
+            json.loads(encode(reading(HOSTILE, first_seq + 3))),
+        ],
+    }
+    return [
+        (on_reading, variant(measured_at="0001-01-01T00:00:00+14:00"), "invalid_payload"),
+        (on_reading, variant(measured_at="9999-12-31T23:59:59-14:00"), "invalid_payload"),
+        (on_reading, variant(seq=2**64), "invalid_payload"),
+        (on_reading, encode(reading(HOSTILE, first_seq)).replace(b"120.0", b"1e400"),
+         "invalid_payload"),
+        (on_reading, b'{"values":' + deep + b"}", "not_json"),
+        (on_reading, b"\xff\xfe\x00 not utf-8", "not_json"),
+        (topics.batch(HOSTILE), json.dumps(mixed).encode(), None),
+    ]  # fmt: skip
+
+
+def publish_all(client: mqtt.Client, messages: list[tuple[str, bytes, str | None]]) -> None:
+    for topic, payload, _ in messages:
+        info = client.publish(topic, payload, qos=1)
+        info.wait_for_publish(10)
+        assert info.is_published(), topic
+
+
+def dead_letters(influx: InfluxClient) -> dict[str, int]:
+    found = influx.query(
+        f'SELECT count("size") FROM "dead_letter" WHERE topic =~ /{HOSTILE}/ GROUP BY reason'
+    )
+    return {series.tags["reason"]: series.values[0][1] for series in found}
+
+
+def test_poison_never_stops_the_ingest_and_survives_a_restart_with_the_session_kept(
+    processes: Processes,
+    fleet_config: Path,
+    agent_config: AgentFactory,
+    influx: InfluxClient,
+    hostile: mqtt.Client,
+    mqtt_prefix: str,
+    tmp_path: Path,
+) -> None:
+    topics = Topics(mqtt_prefix)
+    fleet = processes.start_fleet(fleet_config)
+    good_agent = processes.start(
+        "good", "-m", "edge_agent", "run", "--config", str(agent_config("good-1"))
+    )
+    wait_until(lambda: stored_seqs(influx, "good-1"), 60, "the good agent's first readings")
+    first = poison(topics, 100)
+    publish_all(hostile, first)
+    expected = {"invalid_payload": 5, "not_json": 2}  # the batch's bad message included
+    wait_until(lambda: dead_letters(influx) == expected, 60, f"the dead letters {expected}")
+    # The good messages of the mixed batch are stored, and the good agent goes on.
+    wait_until(
+        lambda: {101, 103} <= set(stored_seqs(influx, HOSTILE)), 30, "the batch's good messages"
+    )
+    before = len(stored_seqs(influx, "good-1"))
+    wait_until(lambda: len(stored_seqs(influx, "good-1")) > before + 10, 30, "more good readings")
+
+    # The fleet dies holding whatever it had; poison keeps coming while it is away,
+    # queued in its persistent session; it restarts with the same session.
+    fleet.send_signal(signal.SIGKILL)
+    fleet.wait(10)
+    publish_all(hostile, poison(topics, 200))
+    processes.start_fleet(fleet_config)
+    expected = {"invalid_payload": 10, "not_json": 4}
+    wait_until(lambda: dead_letters(influx) == expected, 60, f"the dead letters {expected}")
+    wait_until(
+        lambda: {101, 103, 201, 203} <= set(stored_seqs(influx, HOSTILE)),
+        30,
+        "the second batch's good messages",
+    )
+    # Nothing of the good agent lost or doubled across all of it.
+    good_agent.send_signal(signal.SIGTERM)
+    assert good_agent.wait(30) == 0
+    last = last_seq_assigned(tmp_path / "state" / "good-1")
+    counts = wait_until(
+        lambda: (found := stored_seqs(influx, "good-1")) and len(found) >= last and found,
+        60,
+        "every good message",
+    )
+    assert set(counts) == set(range(1, last + 1))
+    assert set(counts.values()) == {1}
