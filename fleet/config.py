@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 import socket
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from fleet.storage.influx import InfluxCredentials
-from vigie_core.contract.identifiers import DEFAULT_PREFIX
+from vigie_core.contract.identifiers import DEFAULT_PREFIX, Identifier, TopicPrefix
 from vigie_core.documents import load_yaml_document
 from vigie_core.errors import DocumentError
-from vigie_core.tls import BrokerCredentials, read_secret
+from vigie_core.tls import BrokerCredentials, certificate_name, read_secret
 
 #: Where the CLI looks when no --config is given.
 CONFIG_ENV = "VIGIE_FLEET_CONFIG"
@@ -35,10 +36,12 @@ class MqttSettings(_Section):
     #: The CLI's identity (``fleet-cli``, which may publish desired state), for the
     #: commands that push configuration; default: ``tls``.
     cli_tls: BrokerCredentials | None = None
-    topic_prefix: str = DEFAULT_PREFIX
-    #: Stable and distinct per instance: the broker keeps this instance's session (and
-    #: the messages queued for it) under this id while it is down.
-    client_id: str = Field(default_factory=lambda: f"fleet-{socket.gethostname()}")
+    topic_prefix: TopicPrefix = DEFAULT_PREFIX
+    #: This instance's id: the broker keeps its session (and the messages queued for
+    #: it) under it while it is down. The broker names every client after its
+    #: certificate, so it is the certificate's name (by default; another is an error):
+    #: each instance needs an identity of its own ('fleet ca identity').
+    client_id: Identifier | None = None
     #: Instances in the same group share the agents' traffic ($share/<group>/...).
     share_group: str = Field(default="fleet", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     keepalive_s: int = Field(default=30, ge=5, le=3600)
@@ -50,7 +53,32 @@ class MqttSettings(_Section):
                 "mqtt.tls is required (ca_file, cert_file, key_file from 'fleet ca init'); "
                 "set mqtt.allow_plaintext: true only on a lab network"
             )
+        readable = (
+            self.tls is not None
+            and self.tls.cert_file is not None
+            and (self.tls.cert_file.is_file())
+        )  # an unreadable certificate is reported where TLS is set up, with its file
+        if self.client_id is not None and readable and self.certificate_name != self.client_id:
+            raise ValueError(
+                f"client_id {self.client_id!r} is not the certificate's name "
+                f"{self.certificate_name!r}: the broker names each client after its "
+                "certificate (leave client_id out, or give this instance its own identity)"
+            )
         return self
+
+    @cached_property
+    def certificate_name(self) -> str | None:
+        """The identity in the TLS certificate, if there is one (TlsError if it cannot
+        be read)."""
+        if self.tls is None or self.tls.cert_file is None:
+            return None
+        return certificate_name(self.tls.cert_file)
+
+    @property
+    def instance_id(self) -> str:
+        """This instance's client id: its certificate's name (a lab broker without
+        certificates: client_id, or fleet-<host name>)."""
+        return self.client_id or self.certificate_name or f"fleet-{socket.gethostname()}"
 
 
 class InfluxSettings(_Section):

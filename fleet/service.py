@@ -15,6 +15,7 @@ from pathlib import Path
 from fleet.config import FleetConfig
 from fleet.errors import InfluxRejected, InfluxUnauthorized, InfluxUnavailable
 from fleet.ingest.service import IngestService
+from fleet.link import BrokerLink
 from fleet.releases.artifacts import ArtifactServer
 from fleet.rollouts.driver import RolloutDriver
 from fleet.storage.influx import InfluxClient
@@ -75,21 +76,23 @@ def run_service(
     """Run one fleet instance until ``stop``; raises ServiceRefused when it cannot."""
     if not wait_for_influx(influx, stop):
         return
-    ingest = IngestService(settings, influx)
+    link = BrokerLink(settings.mqtt)  # one connection: the broker binds it to our identity
+    ingest = IngestService(settings, influx, link)
+    rollouts = RolloutDriver(settings, link)
     ingest.start()
-    rollouts = RolloutDriver(settings)
     rollouts.start()
+    link.start()
     artifacts = serve_artifacts(settings)
     log.info(
         "fleet service %s started (database %s at %s)",
-        settings.mqtt.client_id,
+        settings.mqtt.instance_id,
         settings.influxdb.database,
         settings.influxdb.url,
     )
     if ready_file is not None:
         while not (ingest.subscribed.wait(0.5) or stop.is_set()):
             pass
-        ready_file.write_text(f"{settings.mqtt.client_id}\n")
+        ready_file.write_text(f"{settings.mqtt.instance_id}\n")
     while not stop.wait(STATS_INTERVAL_S):
         stats = ingest.stats
         log.info(
@@ -100,6 +103,7 @@ def run_service(
         )
     rollouts.stop()
     ingest.stop()
+    link.stop()
     if artifacts is not None:
         artifacts.stop()
     log.info("fleet service stopped")

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
-from fleet.errors import FleetError, PkiError
+from fleet.errors import BrokerUnavailable, FleetError, PkiError
 from fleet.security.broker import (
     SERVICE_IDENTITY,
     TECHNICIAN_IDENTITY,
@@ -27,12 +27,13 @@ from fleet.security.broker import (
     refresh_broker_files,
     write_broker_files,
 )
+from fleet.security.dynsec import ADMIN_IDENTITY, BrokerControl, sync_commands
 from fleet.security.pki import CertificateAuthority, Role
 from fleet.storage.influx import InfluxClient, InfluxCredentials, provision
 from vigie_core.contract.identifiers import DEFAULT_PREFIX, AgentKind
 from vigie_core.errors import TlsError
 from vigie_core.files import write_private, write_public
-from vigie_core.tls import read_secret
+from vigie_core.tls import BrokerCredentials, read_secret
 
 console = Console()
 err_console = Console(stderr=True)
@@ -89,24 +90,37 @@ def _authority(pki: Path) -> CertificateAuthority:
         raise fail(str(exc)) from None
 
 
-def _refresh_broker(authority: CertificateAuthority, broker_dir: Path | None) -> None:
+def _refresh_broker(
+    authority: CertificateAuthority, broker_dir: Path | None, names: list[str], *, crl: bool
+) -> None:
+    """Bring the broker's files up to date, and the running broker's security for
+    ``names`` (through the dynamic security plugin, as the broker-admin identity)."""
     if broker_dir is None:
         console.print(
-            "The broker's ACL and CRL are not updated: run 'fleet broker config' "
-            "(or give --broker-dir), then reload the broker."
+            "The broker is not updated: run 'fleet broker config' (or give --broker-dir)."
         )
         return
     settings = json.loads((broker_dir / "broker-settings.json").read_text())
-    refresh_broker_files(
-        authority,
-        BrokerFiles(broker_dir),
-        topic_prefix=settings["topic_prefix"],
-        any_prefix=settings.get("any_prefix", False),
+    prefix = settings["topic_prefix"]
+    refresh_broker_files(authority, BrokerFiles(broker_dir), topic_prefix=prefix)
+    host, port = settings["hostnames"][0], settings["port"]
+    admin = authority.folder / "identities" / ADMIN_IDENTITY
+    credentials = BrokerCredentials(
+        ca_file=authority.ca_path, cert_file=admin / "client.crt", key_file=admin / "client.key"
     )
-    console.print(
-        f"Updated the ACL and CRL in {broker_dir}; reload the broker to apply them "
-        "(systemctl reload mosquitto)."
-    )
+    try:
+        BrokerControl(host, port, credentials).apply(sync_commands(authority, prefix, names))
+    except BrokerUnavailable as exc:
+        console.print(
+            f"Updated the broker's files in {broker_dir}; the broker itself was not ({exc}): "
+            "it takes them when it starts from them."
+        )
+        return
+    except PkiError as exc:
+        raise fail(str(exc)) from None
+    console.print(f"Updated the broker at {host}:{port} and its files in {broker_dir}.")
+    if crl:
+        console.print("Reload the broker so that it rereads its CRL (systemctl reload mosquitto).")
 
 
 def _write_identity(folder: Path, certificate: bytes, key: bytes | None, ca: Path) -> None:
@@ -123,12 +137,14 @@ def ca_init(
     pki: PkiOption,
     days: Annotated[int, typer.Option(min=1, help="How long the CA is valid.")] = 3650,
 ) -> None:
-    """Create the CA, and the fleet service's and the CLI's own identities."""
+    """Create the CA, and the fleet service's, the CLI's and the broker admin's own
+    identities."""
     try:
         authority = CertificateAuthority.create(pki, days=days)
         for name, role in (
             (SERVICE_IDENTITY, Role.SERVICE),
             (TECHNICIAN_IDENTITY, Role.TECHNICIAN),
+            (ADMIN_IDENTITY, Role.ADMIN),
         ):
             certificate, key = authority.issue(name, role)
             _write_identity(pki / "identities" / name, certificate, key, authority.ca_path)
@@ -137,8 +153,32 @@ def ca_init(
     console.print(f"CA created in {pki} (keep ca.key there, readable by you only).")
     console.print(
         f"Identities: {pki}/identities/{SERVICE_IDENTITY} (fleet service), "
-        f"{pki}/identities/{TECHNICIAN_IDENTITY} (CLI)."
+        f"{pki}/identities/{TECHNICIAN_IDENTITY} (CLI), {pki}/identities/{ADMIN_IDENTITY} "
+        "(changes the broker's security; stays with the CA)."
     )
+
+
+@ca_app.command("identity")
+def ca_identity(
+    name: Annotated[str, typer.Argument(help="The new identity (its certificate's name).")],
+    pki: PkiOption,
+    role: Annotated[
+        Role, typer.Option(help="service: another fleet instance; technician: another CLI user.")
+    ] = Role.SERVICE,
+    broker_dir: BrokerDirOption = None,
+) -> None:
+    """Another central identity: each fleet instance, and each technician's CLI, needs
+    its own (the broker names every client after its certificate)."""
+    if role not in (Role.SERVICE, Role.TECHNICIAN):
+        raise fail("--role is service or technician (agents: fleet agent enroll)", 2)
+    authority = _authority(pki)
+    try:
+        certificate, key = authority.issue(name, role)
+    except PkiError as exc:
+        raise fail(str(exc)) from None
+    _write_identity(pki / "identities" / name, certificate, key, authority.ca_path)
+    console.print(f"Identity {name} ({role.value}) in {pki}/identities/{name}.")
+    _refresh_broker(authority, broker_dir, [name], crl=False)
 
 
 @ca_app.command("crl")
@@ -149,7 +189,7 @@ def ca_crl(pki: PkiOption, broker_dir: BrokerDirOption = None) -> None:
     """
     authority = _authority(pki)
     authority.renew_crl()
-    _refresh_broker(authority, broker_dir)
+    _refresh_broker(authority, broker_dir, [], crl=True)
 
 
 @ca_app.command("list")
@@ -243,7 +283,7 @@ def agent_enroll(
             f"[yellow]The bundle holds the agent's private key ({bundle}/client.key): copy it "
             "to the agent over a secure channel, then delete it here.[/]"
         )
-    _refresh_broker(authority, broker_dir)
+    _refresh_broker(authority, broker_dir, [agent_id], crl=False)
 
 
 @agent_app.command("revoke")
@@ -254,8 +294,8 @@ def agent_revoke(
 ) -> None:
     """Revoke every certificate of an agent.
 
-    After a broker reload it can neither connect nor publish: its ACL block is gone
-    and its certificate is on the CRL.
+    The running broker disconnects it at once and it may do nothing there any more;
+    after a reload the broker refuses its certificate (the CRL).
     """
     authority = _authority(pki)
     try:
@@ -266,7 +306,7 @@ def agent_revoke(
         console.print(f"{agent_id} had no valid certificate left; nothing to revoke.")
     else:
         console.print(f"Revoked {len(revoked)} certificate(s) of {agent_id}.")
-    _refresh_broker(authority, broker_dir)
+    _refresh_broker(authority, broker_dir, [agent_id], crl=True)
 
 
 @broker_app.command("config")
@@ -284,8 +324,12 @@ def broker_config(
         Path | None,
         typer.Option(help="Where the broker will read these files (default: --out)."),
     ] = None,
+    plugin: Annotated[
+        Path | None,
+        typer.Option(help="mosquitto_dynamic_security.so on the broker (default: found here)."),
+    ] = None,
 ) -> None:
-    """Write the broker's TLS listener, ACL, CRL, CA and server certificate.
+    """Write the broker's TLS listener, security file, CRL, CA and server certificate.
 
     Include ``<out>/vigie-security.conf`` from mosquitto.conf (Ansible does it).
     """
@@ -300,6 +344,7 @@ def broker_config(
             bind=bind,
             hostnames=names,
             installed=install_dir,
+            plugin=plugin,
         )
     except (PkiError, ValueError) as exc:
         raise fail(str(exc)) from None

@@ -251,7 +251,6 @@ def run_demo(options: DemoOptions, console: Console) -> None:
                     "mqtt": {
                         "host": "127.0.0.1",
                         "port": options.mqtt_port,
-                        "client_id": "fleet-demo",
                         "tls": broker.service_credentials.as_config(),
                         # So that 'fleet config push' works against the demo too.
                         "cli_tls": broker.technician_credentials.as_config(),

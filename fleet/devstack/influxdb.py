@@ -14,6 +14,8 @@ import yaml
 
 from fleet.devstack.processes import running, start_fleet_service
 from fleet.devstack.services import Mosquitto, Service, find_binary, free_port
+from fleet.security.broker import SERVICE_IDENTITY
+from fleet.security.pki import Role
 from fleet.storage.influx import InfluxClient, InfluxCredentials, influxql_string, provision
 from vigie_core.files import write_private
 from vigie_core.tls import read_secret
@@ -154,16 +156,21 @@ bind-address = "{self.host}:{self.rpc_port}"
 
 
 def fleet_settings(
-    broker: Mosquitto, influxdb: InfluxDB, database: str, **mqtt: object
+    broker: Mosquitto,
+    influxdb: InfluxDB,
+    database: str,
+    instance: str = SERVICE_IDENTITY,
+    **mqtt: object,
 ) -> dict[str, object]:
     """A fleet config (as a dict) for these local services, secured as deployed: the
-    fleet service's certificate and its own InfluxDB user (the database is provisioned)."""
+    instance's own certificate (the broker names the client after it) and the fleet's
+    InfluxDB user (the database is provisioned)."""
     return {
         "schema_version": 1,
         "mqtt": {
             "host": broker.host,
             "port": broker.port,
-            "tls": broker.service_credentials.as_config(),
+            "tls": broker.credentials(instance, Role.SERVICE).as_config(),
             **mqtt,
         },
         "influxdb": {
@@ -176,7 +183,7 @@ def fleet_settings(
 
 
 @contextlib.contextmanager
-def fleet_stack(root: Path, database: str, client_id: str) -> Iterator[tuple[Mosquitto, InfluxDB]]:
+def fleet_stack(root: Path, database: str, instance: str) -> Iterator[tuple[Mosquitto, InfluxDB]]:
     """Mosquitto, InfluxDB and a subscribed ``fleet serve`` (``root/fleet.log``), all in
     ``root`` and all stopped on the way out: what a benchmark runs against."""
     with (
@@ -184,8 +191,6 @@ def fleet_stack(root: Path, database: str, client_id: str) -> Iterator[tuple[Mos
         InfluxDB(workdir=root / "influxdb") as influxdb,
     ):
         config = root / "fleet.yaml"
-        config.write_text(
-            yaml.safe_dump(fleet_settings(broker, influxdb, database, client_id=client_id))
-        )
+        config.write_text(yaml.safe_dump(fleet_settings(broker, influxdb, database, instance)))
         with running(start_fleet_service(config, root / "fleet.ready", root / "fleet.log")):
             yield broker, influxdb

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -29,8 +30,10 @@ from fleet.security.broker import (
     refresh_broker_files,
     write_broker_files,
 )
+from fleet.security.dynsec import ADMIN_IDENTITY, BrokerControl, sync_commands
 from fleet.security.pki import CertificateAuthority, Role
 from vigie_core.contract.identifiers import DEFAULT_PREFIX
+from vigie_core.contract.topics import Grant
 from vigie_core.files import write_private, write_public
 from vigie_core.tls import BrokerCredentials
 
@@ -161,17 +164,19 @@ class Service:
 @dataclass
 class Mosquitto(Service):
     """Mosquitto set up like the production broker: TLS only, a certificate per client,
-    the generated ACL (``fleet/security/broker.py``), and the shipped delivery settings.
+    client ids bound to identities, the dynamic security plugin with the generated
+    grants (``fleet/security/``), and the shipped delivery settings.
 
     Its CA lives in ``<workdir>/pki``; :meth:`enroll` issues identities on demand and
-    reloads the broker, as ``fleet agent enroll`` does in a deployment. ``any_prefix``
-    lets tests that each use their own topic prefix share one broker.
+    gives them their rights on the running broker, as ``fleet agent enroll`` does in a
+    deployment. ``any_prefix`` lets tests that each use their own topic prefix share
+    one broker.
     """
 
     any_prefix: bool = True
     topic_prefix: str = DEFAULT_PREFIX
-    #: Extra ACL blocks by identity (see ``fleet.security.broker.acl_text``); tests only.
-    extra_grants: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    #: Grants of identities beyond the CA's roles (``fleet.security.dynsec``); tests only.
+    extra_grants: dict[str, list[Grant]] = field(default_factory=dict)
     name = "mosquitto"
 
     def __post_init__(self) -> None:
@@ -184,33 +189,38 @@ class Mosquitto(Service):
         )
         self.files = BrokerFiles(self.workdir / "tls")
         self._identities = self.workdir / "identities"
+        # Issued before the first start, so that the broker starts knowing it.
+        self._admin = self._issue(ADMIN_IDENTITY, Role.ADMIN)[0]
 
     @property
     def url(self) -> str:
         """The broker's address, e.g. ``mqtts://127.0.0.1:8883``."""
         return f"mqtts://{self.host}:{self.port}"
 
-    def enroll(self, *names: str, role: Role = Role.AGENT) -> dict[str, BrokerCredentials]:
-        """Certificates for ``names`` (issued once, kept in the workdir); the broker
-        reloads its ACL if any is new."""
-        issued: dict[str, BrokerCredentials] = {}
-        fresh = False
-        for name in names:
-            folder = self._identities / name
-            if not (folder / "client.crt").exists():
-                certificate, key = self.authority.issue(name, role)
-                if key is not None:
-                    write_private(folder / "client.key", key)
-                write_public(folder / "client.crt", certificate)
-                fresh = True
-            issued[name] = BrokerCredentials(
-                ca_file=self.authority.ca_path,
-                cert_file=folder / "client.crt",
-                key_file=folder / "client.key",
-            )
+    def _issue(self, name: str, role: Role) -> tuple[BrokerCredentials, bool]:
+        """``name``'s identity, issued once and kept in the workdir; True if new."""
+        folder = self._identities / name
+        fresh = not (folder / "client.crt").exists()
         if fresh:
-            self.refresh()
-        return issued
+            certificate, key = self.authority.issue(name, role)
+            if key is not None:
+                write_private(folder / "client.key", key)
+            write_public(folder / "client.crt", certificate)
+        credentials = BrokerCredentials(
+            ca_file=self.authority.ca_path,
+            cert_file=folder / "client.crt",
+            key_file=folder / "client.key",
+        )
+        return credentials, fresh
+
+    def enroll(self, *names: str, role: Role = Role.AGENT) -> dict[str, BrokerCredentials]:
+        """Identities for ``names`` (issued once); new ones get their rights on the
+        running broker at once."""
+        issued = {name: self._issue(name, role) for name in names}
+        fresh = [name for name, (_, new) in issued.items() if new]
+        if fresh:
+            self.refresh(fresh)
+        return {name: credentials for name, (credentials, _) in issued.items()}
 
     def credentials(self, name: str, role: Role = Role.AGENT) -> BrokerCredentials:
         return self.enroll(name, role=role)[name]
@@ -226,12 +236,18 @@ class Mosquitto(Service):
         return self.credentials(TECHNICIAN_IDENTITY, Role.TECHNICIAN)
 
     def revoke(self, name: str) -> None:
-        """Revoke ``name`` and reload the broker, as ``fleet agent revoke`` does."""
+        """Revoke ``name`` as ``fleet agent revoke`` does: it is disconnected at once,
+        and the broker reloads its CRL (SIGHUP), which refuses it from then on."""
         self.authority.revoke(name)
-        self.refresh()
+        self.refresh([name])
+        if self.running and self._process is not None:
+            self._process.send_signal(signal.SIGHUP)
+            # Mosquitto reloads between two turns of its loop; give it that turn.
+            time.sleep(0.3)
 
-    def refresh(self) -> None:
-        """Regenerate the ACL and copy the CRL, then reload a running broker (SIGHUP)."""
+    def refresh(self, names: Sequence[str] = ()) -> None:
+        """Regenerate the broker's files (what it starts from), and bring a running
+        broker's security up to date for ``names``."""
         refresh_broker_files(
             self.authority,
             self.files,
@@ -239,10 +255,15 @@ class Mosquitto(Service):
             any_prefix=self.any_prefix,
             extra=self.extra_grants,
         )
-        if self.running and self._process is not None:
-            self._process.send_signal(signal.SIGHUP)
-            # Mosquitto reloads between two turns of its loop; give it that turn.
-            time.sleep(0.3)
+        if self.running and names:
+            commands = sync_commands(
+                self.authority,
+                self.topic_prefix,
+                names,
+                any_prefix=self.any_prefix,
+                extra=self.extra_grants,
+            )
+            BrokerControl(self.host, self.port or 0, self._admin).apply(commands)
 
     def config_text(self) -> str:
         """The ``mosquitto.conf`` this instance runs with (creates its data folder)."""

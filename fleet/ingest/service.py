@@ -1,9 +1,8 @@
 """The fleet service's ingest loop: MQTT in, InfluxDB out, acknowledged after the write.
 
-paho-mqtt is used directly (not aiomqtt) because it can leave QoS 1 acknowledgements
-to the application (``manual_ack``): a message is acknowledged only once its points are
-in InfluxDB, so a fleet process that dies holding messages gets them redelivered by the
-broker instead of losing them. aiomqtt acknowledges on receipt.
+A message is acknowledged only once its points are in InfluxDB (the instance's
+connection, ``fleet.link``, leaves acknowledgements to us), so a fleet process that
+dies holding messages gets them redelivered by the broker instead of losing them.
 
 Threads: paho's network thread decodes each message into points (cheap, pure) and
 queues them; one writer thread batches the queue into line-protocol writes and then
@@ -24,7 +23,6 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import paho.mqtt.client as mqtt
 
@@ -33,13 +31,13 @@ from fleet.errors import InfluxRejected, InfluxUnavailable
 from fleet.ingest.accounting import IngestStats, RateLimitedLog, RecentSeqs
 from fleet.ingest.decoding import UNSTORABLE, Decoded, UniqueClock, points_for
 from fleet.ingest.storing import PointStore
-from fleet.mqtt import paho_client
+from fleet.link import BrokerLink
 from fleet.storage.influx import PointWriter
-from fleet.storage.lineprotocol import Point
-from fleet.storage.points import delivery_point
+from fleet.storage.lineprotocol import Point, encode_point
+from fleet.storage.points import delivery_point, fleet_event_point
 from vigie_core.contract.codec import encode
 from vigie_core.contract.data import MAX_ACK_RANGES, StoredAck, seq_ranges
-from vigie_core.contract.topics import QOS_DATA, Topics
+from vigie_core.contract.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -64,15 +62,18 @@ class IngestService:
         self,
         config: FleetConfig,
         writer: PointWriter,
+        link: BrokerLink | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.config = config
         self.topics = Topics(config.mqtt.topic_prefix)
         self.stats = IngestStats()
-        self.connected = threading.Event()
-        #: Set once the broker has confirmed the subscription: from then on the broker
-        #: keeps this instance's messages in its persistent session, even while it is away.
-        self.subscribed = threading.Event()
+        #: The instance's connection; one of its own when none is given (tests, tools).
+        self.link = link or BrokerLink(config.mqtt)
+        self._owns_link = link is None
+        self.link.default = self._on_message
+        self.link.add(self)
+        self.link.guard.on_takeover = self._note_takeover
         self._writer = writer
         self._rng = rng or random.Random()
         self._clock = UniqueClock()
@@ -80,7 +81,6 @@ class IngestService:
         self._pending: queue.Queue[Pending] = queue.Queue()
         self._stopping = threading.Event()
         self._rejections = RateLimitedLog()
-        self._client = self._make_client()
         self._writer_thread = threading.Thread(
             target=self._write_loop, name="influx-writer", daemon=True
         )
@@ -94,68 +94,28 @@ class IngestService:
             self._rng,
         )
 
+    @property
+    def subscribed(self) -> threading.Event:
+        """Set once the broker confirmed the subscriptions: from then on it keeps this
+        instance's messages in its persistent session, even while it is away."""
+        return self.link.subscribed
+
     # --- MQTT side (paho's network thread) -------------------------------------------
 
-    def _make_client(self) -> mqtt.Client:
-        settings = self.config.mqtt
-        # A persistent session: the broker queues for us while we are away.
-        client = paho_client(
-            settings.client_id, settings.tls, persistent_session=True, manual_ack=True
-        )
-        client.on_connect = self._on_connect
-        client.on_disconnect = self._on_disconnect
-        client.on_connect_fail = self._on_connect_fail
-        client.on_message = self._on_message
-        client.on_subscribe = self._on_subscribe
-        # Belt and braces: a callback that raises must not end paho's network thread
-        # (the ingest would stay alive but deaf). Ours catch everything already.
-        client.suppress_exceptions = True
-        return client
-
-    @property
     def subscriptions(self) -> list[str]:
         group = self.config.mqtt.share_group
         return [f"$share/{group}/{topic}" for topic in self.topics.from_agents()]
 
-    def _on_connect(
-        self, client: mqtt.Client, _u: object, _f: object, reason: object, _p: object = None
-    ) -> None:
-        if getattr(reason, "is_failure", False):
-            log.error("broker refused the connection: %s", reason)
-            return
-        # Subscribe on every connect: Mosquitto 2.0 does not restore shared subscriptions
-        # from its persistence file (measured: docs/protocol.md), and a new broker in a
-        # cluster knows none; without this the instance would be connected and deaf.
-        client.subscribe([(topic, QOS_DATA) for topic in self.subscriptions])
-        self.connected.set()
-        log.info(
-            "connected to %s:%d, subscribing to %s",
-            self.config.mqtt.host,
-            self.config.mqtt.port,
-            ", ".join(self.subscriptions),
-        )
+    def on_connection(self, connected: bool) -> None:
+        """Nothing to do: what was received and not yet acknowledged is redelivered."""
 
-    def _on_subscribe(
-        self, _c: mqtt.Client, _u: object, _mid: int, reasons: list[Any], _p: object = None
-    ) -> None:
-        if any(getattr(reason, "is_failure", False) for reason in reasons):
-            log.error("broker refused the subscriptions %s: %s", self.subscriptions, reasons)
-            return
-        self.subscribed.set()
+    def _note_takeover(self, detail: str) -> None:
+        """Counted, and kept in InfluxDB for the operators (``fleet_event``)."""
+        self.stats.takeovers += 1
+        point = fleet_event_point(self.link.client_id, "session_taken_over", detail, self._clock())
+        self._pending.put(Pending([f"{encode_point(point)}\n".encode()], 0, 0))
 
-    def _on_disconnect(
-        self, _c: mqtt.Client, _u: object, _f: object, reason: object, _p: object = None
-    ) -> None:
-        self.connected.clear()
-        if not self._stopping.is_set():
-            log.warning("lost the broker (%s); reconnecting", reason)
-
-    def _on_connect_fail(self, _c: mqtt.Client, _u: object) -> None:
-        log.warning(
-            "broker %s:%d unreachable; retrying", self.config.mqtt.host, self.config.mqtt.port
-        )
-
-    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, message: mqtt.MQTTMessage) -> None:
         self.stats.received += 1
         try:
             decoded = points_for(self.topics, message.topic, bytes(message.payload), self._clock)
@@ -207,7 +167,7 @@ class IngestService:
                 return
             for item in batch:
                 if item.qos > 0:
-                    self._client.ack(item.mid, item.qos)
+                    self.link.client.ack(item.mid, item.qos)
             self.stats.acknowledged += len(batch)
             try:
                 self._confirm_stored(batch)
@@ -231,7 +191,7 @@ class IngestService:
                 ack = StoredAck(agent_id=agent_id, ranges=ranges[start : start + MAX_ACK_RANGES])
                 # Fire and forget: a lost confirmation only makes the agent send again,
                 # and the second copy overwrites the first.
-                self._client.publish(self.topics.ack(agent_id), encode(ack), qos=QOS_DATA)
+                self.link.publish(self.topics.ack(agent_id), encode(ack))
         if redelivered:
             # Accounting, best effort: the data itself is already safe.
             with contextlib.suppress(InfluxUnavailable, InfluxRejected):
@@ -240,16 +200,16 @@ class IngestService:
     # --- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        settings = self.config.mqtt
         self._writer_thread.start()
         self._store.start()
-        self._client.connect_async(settings.host, settings.port, keepalive=settings.keepalive_s)
-        self._client.loop_start()
+        if self._owns_link:
+            self.link.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Write and acknowledge what was received, then leave the broker."""
+        """Write and acknowledge what was received (then leave the broker, when the
+        connection is its own)."""
         self._stopping.set()
         self._writer_thread.join(timeout_s)
         self._store.stop(timeout_s)
-        self._client.disconnect()
-        self._client.loop_stop()
+        if self._owns_link:
+            self.link.stop()

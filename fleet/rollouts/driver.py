@@ -12,12 +12,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from fleet.config import FleetConfig
-from fleet.mqtt import paho_client
+from fleet.link import BrokerLink
 from fleet.rollouts.plan import RolloutStatus, State
 from fleet.rollouts.view import RolloutView
 from vigie_core.contract.codec import encode
@@ -37,7 +36,7 @@ COALESCE_S = 0.5
 class RolloutDriver:
     """Drives every rollout the broker holds; ``start``/``stop`` from ``fleet serve``."""
 
-    def __init__(self, config: FleetConfig, interval_s: float = 5.0) -> None:
+    def __init__(self, config: FleetConfig, link: BrokerLink, interval_s: float = 5.0) -> None:
         self.config = config
         self.interval_s = interval_s
         prefix = config.mqtt.topic_prefix
@@ -49,44 +48,27 @@ class RolloutDriver:
         self._subscribed_at: float | None = None
         self._last_message = time.monotonic()
         self._said: dict[str, tuple[State, int]] = {}
-        self._client = self._make_client()
+        self.link = link
+        link.add(self, *((topic, self._on_message) for topic in self._view.filters()))
         self._thread = threading.Thread(target=self._run, name="rollouts", daemon=True)
 
-    def _make_client(self) -> mqtt.Client:
-        settings = self.config.mqtt
-        client = paho_client(f"{settings.client_id}-rollouts", settings.tls)
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        return client
+    # --- paho's thread (the instance's connection, ``fleet.link``) -------------------
 
-    # --- paho's thread -----------------------------------------------------------------
+    def subscriptions(self) -> list[str]:
+        return self._view.filters()
 
-    def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
-        reason = args[2]
-        if getattr(reason, "is_failure", False):
-            log.error("rollouts: the broker refused the connection: %s", reason)
-            return
-        with self._lock:  # the broker sends every retained message again
-            self._view = RolloutView(self._view.prefix)
-            self._subscribed_at = None
-        client.subscribe([(topic, QOS) for topic in self._view.filters()])
-
-    def _on_subscribe(self, *args: Any) -> None:
-        reasons = args[3]
-        if any(getattr(reason, "is_failure", False) for reason in reasons):
-            log.error("rollouts: the broker refused the subscriptions: %s", reasons)
-            return
+    def on_connection(self, connected: bool) -> None:
         with self._lock:
+            if not connected:
+                self._subscribed_at = None
+                return
+            # The broker sends every retained message again after the subscription.
+            self._view = RolloutView(self._view.prefix)
             self._subscribed_at = self._last_message = time.monotonic()
         self._changed.set()
 
-    def _on_disconnect(self, *_: Any) -> None:
-        with self._lock:
-            self._subscribed_at = None
-
-    def _on_message(self, _c: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, message: mqtt.MQTTMessage) -> None:
+        self.link.ack(message)
         with self._lock:
             self._view.absorb(message.topic, bytes(message.payload))
             self._last_message = time.monotonic()
@@ -184,26 +166,14 @@ class RolloutDriver:
             log.log(level, "rollout %s: %s %s", spec.rollout_id, status.state, status.reason)
 
     def _publish(self, topic: str, payload: bytes) -> bool:
-        info = self._client.publish(topic, payload, qos=QOS, retain=True)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            return False
-        try:
-            info.wait_for_publish(10)
-        except (RuntimeError, ValueError):
-            return False
-        return info.is_published()
+        return self.link.publish_confirmed(topic, payload)
 
     # --- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        settings = self.config.mqtt
-        self._client.connect_async(settings.host, settings.port, keepalive=settings.keepalive_s)
-        self._client.loop_start()
         self._thread.start()
 
     def stop(self) -> None:
         self._stopping.set()
         self._changed.set()
         self._thread.join(15)
-        self._client.disconnect()
-        self._client.loop_stop()

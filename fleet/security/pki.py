@@ -52,6 +52,7 @@ class Role(enum.StrEnum):
     SERVICE = "service"  # the fleet service: reads what agents send, confirms it
     TECHNICIAN = "technician"  # the CLI: reads everything, publishes desired state
     BROKER = "broker"  # the server certificate
+    ADMIN = "admin"  # changes the broker's security while it runs (fleet.security.dynsec)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,9 @@ Measurements (the Grafana dashboards may query only these, and only these fields
 - ``agent_delivery``: tags ``agent_id``; field ``duplicates``: redeliveries a fleet
   instance stored again (harmlessly), written when it happens. Time: receive time;
 - ``dead_letter``: tags ``reason``; fields ``topic``, ``detail``, ``size``, ``payload``
-  (the first bytes, decoded leniently). Time: receive time.
+  (the first bytes, decoded leniently). Time: receive time;
+- ``fleet_event``: tags ``instance`` (the fleet instance's identity), ``name``
+  (``session_taken_over``); field ``detail``. Time: when the instance noticed.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ AGENT_EVENT: Final = "agent_event"
 AGENT_PRESENCE: Final = "agent_presence"
 DEAD_LETTER: Final = "dead_letter"
 AGENT_DELIVERY: Final = "agent_delivery"
+FLEET_EVENT: Final = "fleet_event"
 READING_MEASUREMENTS: Final = frozenset(kind.value for kind in ReadingKind)
 
 #: The ``agent_presence`` fields that carry a birth's details.
@@ -133,6 +136,7 @@ SCHEMA: Final[dict[str, frozenset[str]]] = {
     AGENT_PRESENCE: frozenset({"agent_id", "online", "session", *BIRTH_FIELDS}),
     DEAD_LETTER: frozenset({"reason", "topic", "detail", "size", "payload"}),
     AGENT_DELIVERY: frozenset({"agent_id", "duplicates"}),
+    FLEET_EVENT: frozenset({"instance", "name", "detail"}),
 }
 
 #: A measurement time this far ahead of reception comes from a wrong clock.
@@ -316,3 +320,8 @@ def dead_letter_point(
         "payload": excerpt,
     }
     return Point(DEAD_LETTER, fields, received_ns, {"reason": str(reason)})
+
+
+def fleet_event_point(instance: str, name: str, detail: str, at_ns: int) -> Point:
+    """Something that happened to a fleet instance itself (its session taken over)."""
+    return Point(FLEET_EVENT, {"detail": detail[:512]}, at_ns, {"instance": instance, "name": name})

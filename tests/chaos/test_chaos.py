@@ -28,6 +28,7 @@ from rich.table import Table
 from fleet.devstack.influxdb import InfluxDB
 from fleet.devstack.processes import fleet_serve_args, wait_until_subscribed
 from fleet.devstack.services import Mosquitto
+from fleet.security.pki import Role
 from fleet.storage.influx import InfluxClient
 from fleet.storage.points import AGENT_EVENT, AGENT_HEALTH
 from vigie_core.contract.data import ReadingKind
@@ -159,7 +160,8 @@ class Rig:
     def start_fleet(self, name: str) -> None:
         ready = self.root / f"{name}.ready"
         config = yaml.safe_load(self.fleet_config.read_text())
-        config["mqtt"]["client_id"] = name
+        # Each instance its own identity: the broker names the client after it.
+        config["mqtt"]["tls"] = self.broker.credentials(name, Role.SERVICE).as_config()
         path = self.root / f"{name}.yaml"
         path.write_text(yaml.safe_dump(config))
         self.fleets[name] = self._spawn(name, *fleet_serve_args(path, ready)[1:])

@@ -22,6 +22,7 @@ from fleet.devstack.influxdb import InfluxDB
 from fleet.devstack.processes import fleet_serve_args, wait_until_subscribed
 from fleet.devstack.services import Mosquitto
 from fleet.releases.artifacts import ArtifactServer
+from fleet.security.pki import Role
 from fleet.storage.influx import InfluxClient
 from vigie_core.tls import BrokerCredentials, client_context
 
@@ -34,9 +35,12 @@ def mqtt_client(
     credentials: BrokerCredentials | None = None,
     protocol: mqtt.MQTTProtocolVersion = mqtt.MQTTv311,
 ) -> mqtt.Client:
-    """A paho client over TLS, by default with the CLI's identity (reads everything)."""
+    """A paho client over TLS, by default with a technician's identity (reads
+    everything) named after ``client_id``: the broker names each client after its
+    certificate, so two observers with one identity would push each other off."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
-    client.tls_set_context(client_context(credentials or mosquitto.technician_credentials))
+    identity = credentials or mosquitto.credentials(client_id, Role.TECHNICIAN)
+    client.tls_set_context(client_context(identity))
     return client
 
 
@@ -134,9 +138,9 @@ def fleet_config(
                     "host": mosquitto.host,
                     "port": mosquitto.port,
                     "topic_prefix": mqtt_prefix,
-                    "client_id": f"fleet-{mqtt_prefix}",
                     "share_group": mqtt_prefix,
-                    "tls": mosquitto.service_credentials.as_config(),
+                    # This test's own fleet instance: the broker names it after it.
+                    "tls": mosquitto.credentials(f"fleet-{mqtt_prefix}", Role.SERVICE).as_config(),
                     "cli_tls": mosquitto.technician_credentials.as_config(),
                 },
                 "influxdb": {

@@ -82,7 +82,8 @@ def test_the_demo_shows_its_fleet_and_stops_everything_on_ctrl_c(
     broker_config = (folder / "mosquitto" / "mosquitto.conf").read_text()
     assert "require_certificate true" in broker_config
     assert "allow_anonymous false" in broker_config
-    assert "user booth-01" in (folder / "mosquitto" / "tls" / "acl").read_text()
+    security = json.loads((folder / "mosquitto" / "tls" / "dynamic-security.json").read_text())
+    assert "booth-01" in [client["username"] for client in security["clients"]]
     assert "auth-enabled = true" in (folder / "influxdb" / "influxdb.conf").read_text()
     # The agents said goodbye before the fleet and the broker went away: reopen the
     # demo's own InfluxDB data and find every agent recorded offline.

@@ -18,6 +18,7 @@ import yaml
 
 from fleet.devstack.influxdb import InfluxDB
 from fleet.devstack.services import Mosquitto
+from fleet.security.pki import Role
 from fleet.storage.influx import InfluxClient
 from fleet.storage.points import ns
 from vigie_core.contract.data import READING_FIELDS, ReadingKind
@@ -222,8 +223,7 @@ def test_an_agent_rides_out_a_broker_crash_without_losing_anything(
                     "mqtt": {
                         "port": broker.port,
                         "topic_prefix": mqtt_prefix,
-                        "client_id": f"fleet-{mqtt_prefix}",
-                        "tls": broker.service_credentials.as_config(),
+                        "tls": broker.credentials(f"fleet-{mqtt_prefix}", Role.SERVICE).as_config(),
                     },
                     "influxdb": {
                         "url": influxdb.url,

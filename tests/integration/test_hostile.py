@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -134,3 +135,88 @@ def test_poison_never_stops_the_ingest_and_survives_a_restart_with_the_session_k
     )
     assert set(counts) == set(range(1, last + 1))
     assert set(counts.values()) == {1}
+
+
+def connected(client: mqtt.Client, mosquitto: Mosquitto) -> dict[str, list[Any]]:
+    """Connect ``client``; what happens to it (connections, drops, SUBACKs) is recorded."""
+    seen: dict[str, list[Any]] = {"connect": [], "disconnect": [], "suback": []}
+    client.on_connect = lambda _c, _u, _f, reason, _p=None: seen["connect"].append(str(reason))
+    client.on_disconnect = lambda _c, _u, _f, reason, _p=None: seen["disconnect"].append(
+        str(reason)
+    )
+    client.on_subscribe = lambda _c, _u, _mid, reasons, _p=None: seen["suback"].append(
+        [str(reason) for reason in reasons]
+    )
+    client.connect(mosquitto.host, mosquitto.port or 0)
+    client.loop_start()
+    wait_until(lambda: seen["connect"], 10, "the connection")
+    return seen
+
+
+def test_no_certificate_takes_over_another_clients_id(
+    processes: Processes, fleet_config: Path, mosquitto: Mosquitto, mqtt_prefix: str
+) -> None:
+    victim = mqtt_client(mosquitto, "victim-1", mosquitto.credentials("victim-1"), mqtt.MQTTv5)
+    victim_seen = connected(victim, mosquitto)
+    processes.start_fleet(fleet_config)
+    fleet_id = f"fleet-{mqtt_prefix}"
+    clients = []
+    # An agent's certificate claiming the other agent's id, then the fleet's, repeatedly.
+    for client_id in ("victim-1", fleet_id) * 3:
+        thief = mqtt_client(mosquitto, client_id, mosquitto.credentials(HOSTILE), mqtt.MQTTv5)
+        assert connected(thief, mosquitto)["connect"] == ["Success"]  # as itself, that is
+        clients.append(thief)
+    time.sleep(2)
+    assert victim_seen["disconnect"] == [], "the agent was pushed off"
+    assert victim.is_connected()
+    log = processes.log("fleet")
+    assert "lost the broker" not in log, "the fleet service was pushed off"
+    assert "took its session over" not in log
+    for client in (victim, *clients):
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_an_agent_may_not_subscribe_outside_its_branch_nor_join_a_shared_group(
+    mosquitto: Mosquitto, hostile: mqtt.Client, mqtt_prefix: str
+) -> None:
+    topics = Topics(mqtt_prefix)
+    agent = mqtt_client(mosquitto, "nosy-1", mosquitto.credentials("nosy-1"), mqtt.MQTTv5)
+    seen = connected(agent, mosquitto)
+    refused = [
+        f"$share/{mqtt_prefix}/{mqtt_prefix}/v1/+/health",  # the fleet's group
+        f"$share/anything/{mqtt_prefix}/v1/+/#",
+        f"{mqtt_prefix}/v1/+/health",
+        f"{mqtt_prefix}/v1/{HOSTILE}/ack",
+        f"{mqtt_prefix}/v1/nosy-1/#",  # its whole branch: its own data too
+        "#",
+        f"{mqtt_prefix}/rollouts/+/+",
+    ]
+    allowed = [topics.ack("nosy-1"), topics.desired("nosy-1")]
+    for topic in (*refused, *allowed):
+        agent.subscribe(topic, qos=1)
+    wait_until(lambda: len(seen["suback"]) == len(refused) + len(allowed), 10, "every SUBACK")
+    assert seen["suback"] == [["Not authorized"]] * len(refused) + [["Granted QoS 1"]] * 2
+    agent.disconnect()
+    agent.loop_stop()
+
+
+def test_two_processes_with_one_fleet_identity_say_so_loudly(
+    processes: Processes, fleet_config: Path, influx: InfluxClient
+) -> None:
+    first = processes.start_fleet(fleet_config)
+    processes.start_fleet(fleet_config)  # the same identity: a deployment mistake
+    wait_until(
+        lambda: processes.log("fleet").count("took its session over") >= 2,
+        60,
+        "both processes to notice the other",
+    )
+    first.send_signal(signal.SIGTERM)
+    found = wait_until(
+        lambda: influx.query(
+            'SELECT "detail" FROM "fleet_event" WHERE "name" = \'session_taken_over\''
+        ),
+        30,
+        "the takeover stored for the operators",
+    )
+    assert "fleet ca identity" in found[0].rows()[0]["detail"]

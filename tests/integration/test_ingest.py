@@ -14,6 +14,7 @@ from fleet.config import FleetConfig
 from fleet.devstack.influxdb import InfluxDB
 from fleet.devstack.services import Mosquitto
 from fleet.ingest.service import IngestService
+from fleet.security.pki import Role
 from fleet.storage.influx import InfluxClient
 from fleet.storage.lineprotocol import Point
 from fleet.storage.points import ns
@@ -41,9 +42,8 @@ def service(
             "schema_version": 1,
             "mqtt": {
                 "port": mosquitto.port,
-                "tls": mosquitto.service_credentials.as_config(),
+                "tls": mosquitto.credentials(f"fleet-{mqtt_prefix}", Role.SERVICE).as_config(),
                 "topic_prefix": mqtt_prefix,
-                "client_id": f"fleet-{mqtt_prefix}",
                 "share_group": mqtt_prefix,
             },
             "influxdb": {"url": influxdb.url, "database": influx.database},
@@ -260,9 +260,8 @@ def test_nothing_is_acknowledged_while_influxdb_is_down_and_all_arrives_after(
             "schema_version": 1,
             "mqtt": {
                 "port": mosquitto.port,
-                "tls": mosquitto.service_credentials.as_config(),
+                "tls": mosquitto.credentials(f"fleet-{mqtt_prefix}", Role.SERVICE).as_config(),
                 "topic_prefix": mqtt_prefix,
-                "client_id": f"fleet-{mqtt_prefix}",
                 "share_group": mqtt_prefix,
             },
             "influxdb": {"url": database.url, "database": "vigie"},
@@ -318,9 +317,8 @@ def test_with_a_spill_the_fleet_confirms_during_an_outage_and_stores_everything_
             "schema_version": 1,
             "mqtt": {
                 "port": mosquitto.port,
-                "tls": mosquitto.service_credentials.as_config(),
+                "tls": mosquitto.credentials(f"fleet-{mqtt_prefix}", Role.SERVICE).as_config(),
                 "topic_prefix": mqtt_prefix,
-                "client_id": f"fleet-{mqtt_prefix}",
                 "share_group": mqtt_prefix,
             },
             "influxdb": {"url": database.url, "database": "vigie", "timeout_s": 2},

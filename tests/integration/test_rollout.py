@@ -12,7 +12,9 @@ import pytest
 import yaml
 
 from edge_agent.updates.slots import InstallRoot
+from fleet.devstack.services import Mosquitto
 from fleet.rollouts.plan import plan_waves
+from fleet.security.pki import Role
 
 from .conftest import AgentFactory, Processes, Tap, run, wait_until
 from .updates import (
@@ -47,10 +49,11 @@ def status(fleet_config: Path, rollout_id: str) -> dict[str, Any]:
     return found
 
 
-def second_instance(fleet_config: Path) -> Path:
-    """The same fleet under another client id: a second instance of the service."""
+def second_instance(fleet_config: Path, mosquitto: Mosquitto) -> Path:
+    """A second instance of the service: the same fleet, with an identity of its own."""
     config = yaml.safe_load(fleet_config.read_text())
-    config["mqtt"]["client_id"] += "-2"
+    name = f"fleet-{config['mqtt']['topic_prefix']}-2"
+    config["mqtt"]["tls"] = mosquitto.credentials(name, Role.SERVICE).as_config()
     path = fleet_config.with_name("fleet-2.yaml")
     path.write_text(yaml.safe_dump(config))
     return path
@@ -62,6 +65,7 @@ def desired_versions(fleet_config: Path) -> dict[str, str | None]:
 
 
 def test_a_rollout_goes_wave_by_wave_halts_past_its_threshold_and_outlives_its_fleet(
+    mosquitto: Mosquitto,
     processes: Processes,
     fleet_config: Path,
     agent_config: AgentFactory,
@@ -78,7 +82,7 @@ def test_a_rollout_goes_wave_by_wave_halts_past_its_threshold_and_outlives_its_f
     fragile = second[0]
     services = [
         processes.start_fleet(fleet_config),
-        processes.start_fleet(second_instance(fleet_config)),
+        processes.start_fleet(second_instance(fleet_config, mosquitto)),
     ]
     publish(tmp_path, keys, store[0], NEW, fragile=True)
     for agent in agents:
@@ -122,7 +126,7 @@ def test_a_rollout_goes_wave_by_wave_halts_past_its_threshold_and_outlives_its_f
     resumed = fleet(fleet_config, "rollout", "resume", "r-test")
     assert resumed.returncode == 0, resumed.stderr
     assert "1 failure(s) accepted" in resumed.stdout
-    processes.start_fleet(second_instance(fleet_config))  # and a second one again
+    processes.start_fleet(second_instance(fleet_config, mosquitto))  # and a second one again
 
     final = wait_until(
         lambda: (s := status(fleet_config, "r-test"))["state"] == "completed" and s,

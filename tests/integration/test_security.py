@@ -3,6 +3,7 @@ InfluxDB with authentication on (docs/security.md)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import ssl
@@ -23,6 +24,7 @@ from fleet.devstack.influxdb import InfluxDB
 from fleet.devstack.services import Mosquitto, free_port
 from fleet.errors import InfluxUnauthorized
 from fleet.security.broker import MAX_PACKET_BYTES
+from fleet.security.dynsec import ADMIN_IDENTITY, BrokerControl
 from fleet.security.pki import Role
 from fleet.storage.influx import InfluxClient, InfluxCredentials
 from fleet.storage.lineprotocol import Point
@@ -55,6 +57,11 @@ def connect(broker: Mosquitto, client: mqtt.Client) -> str:
     client.loop_start()
     done.wait(5)
     return outcome[0] if outcome else "no answer"
+
+
+def security_clients(path: Path) -> list[str]:
+    """Who the broker's dynamic security file knows."""
+    return [client["username"] for client in json.loads(path.read_text())["clients"]]
 
 
 def agent_client(broker: Mosquitto, name: str) -> mqtt.Client:
@@ -172,7 +179,7 @@ def test_no_certificate_an_expired_one_or_a_revoked_one_is_refused(
     before.disconnect()
     before.loop_stop()
     mosquitto.revoke("sec-revoked")
-    assert "user sec-revoked" not in mosquitto.files.acl.read_text()
+    assert "sec-revoked" not in security_clients(mosquitto.files.security)
     after = mqtt_client(mosquitto, "sec-revoked-2", credentials)
     assert connect(mosquitto, after) != "Success"
 
@@ -230,7 +237,7 @@ def test_the_cli_enrols_from_a_signing_request_and_revokes(tmp_path: Path) -> No
     bundle = tmp_path / "bundles" / "booth-cli"
     assert not (bundle / "client.key").exists()  # the key stayed on the agent
     assert yaml.safe_load((bundle / "agent.yaml").read_text())["broker"]["tls"]
-    assert "user booth-cli" in (broker_dir / "acl").read_text()
+    assert "booth-cli" in security_clients(broker_dir / "dynamic-security.json")
     # A CSR for another name is refused.
     done = run_cli("fleet", "agent", "enroll", "booth-other", "--pki", str(pki), "--csr", str(csr))
     assert done.returncode == 1
@@ -314,27 +321,53 @@ def test_the_fleet_writes_with_its_credentials_and_fails_clearly_with_wrong_ones
     assert secret not in processes.log("fleet")
 
 
-def test_revoking_a_connected_agent_cuts_it_off_at_once_and_it_counts_the_refusals(
+def test_revoking_a_connected_agent_cuts_it_off_at_once_and_refuses_it_after(
     processes: Processes,
     fleet_config: Path,
     agent_config: AgentFactory,
     influx: InfluxClient,
     mosquitto: Mosquitto,
 ) -> None:
-    """The ACL block goes at the reload, so even the open connection can publish no
-    more; the agent counts what the broker refuses (MQTT 5 PUBACK) and says so."""
+    """The broker's security drops the agent's client, which disconnects it at once;
+    after the reload its certificate is on the CRL and refused."""
     processes.start_fleet(fleet_config)
     processes.start("agent", "-m", "edge_agent", "run", "--config", str(agent_config("sec-cut")))
     query = "SELECT seq FROM blood_pressure WHERE agent_id = 'sec-cut'"
     wait_until(lambda: influx.query(query), 60, "readings before the revocation")
     mosquitto.revoke("sec-cut")
     revoked_ns = time.time_ns()
+    wait_until(lambda: "certificate revoked" in processes.log("agent"), 30, "the CRL to refuse it")
+    time.sleep(2)  # anything accepted before the revocation has been stored by now
+    late = influx.query(f"{query} AND time > {revoked_ns + 1_000_000_000}")
+    assert not late, late
+
+
+def test_an_agent_whose_rights_are_withdrawn_counts_what_the_broker_refuses(
+    processes: Processes,
+    fleet_config: Path,
+    agent_config: AgentFactory,
+    influx: InfluxClient,
+    mosquitto: Mosquitto,
+) -> None:
+    """Connected but no longer allowed to publish (its role taken away): every publish
+    is refused (MQTT 5 PUBACK), the agent counts and says so, and keeps the messages."""
+    processes.start_fleet(fleet_config)
+    processes.start("agent", "-m", "edge_agent", "run", "--config", str(agent_config("sec-bare")))
+    query = "SELECT seq FROM blood_pressure WHERE agent_id = 'sec-bare'"
+    wait_until(lambda: influx.query(query), 60, "readings before the change")
+    admin = mosquitto.credentials(ADMIN_IDENTITY, Role.ADMIN)
+    BrokerControl(mosquitto.host, mosquitto.port or 0, admin).apply(
+        [
+            {
+                "command": "removeClientRole",
+                "username": "sec-bare",
+                "rolename": "vigie-agent-sec-bare",
+            }
+        ]
+    )
     wait_until(
         lambda: "the broker refused" in processes.log("agent"), 30, "the agent to count refusals"
     )
-    time.sleep(2)  # anything accepted before the reload has been stored by now
-    late = influx.query(f"{query} AND time > {revoked_ns + 1_000_000_000}")
-    assert not late, late
 
 
 def test_db_init_sets_up_the_database_its_retention_and_least_privilege_users(

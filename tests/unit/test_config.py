@@ -103,4 +103,6 @@ def test_the_documented_examples_are_valid() -> None:
     assert agent.opening_hours.week["wed"] == ["08:30-12:00"]
     assert [device.id for device in agent.devices] == ["bp", "thermo", "oxi", "scale", "glucose"]
     assert agent.devices[0].profile == "sig_blood_pressure"
-    assert load_fleet_config(docs / "fleet.yaml").mqtt.client_id == "fleet-1"
+    fleet = load_fleet_config(docs / "fleet.yaml").mqtt
+    assert fleet.client_id is None  # the instance is named after its certificate
+    assert fleet.share_group == "fleet"

@@ -120,3 +120,14 @@ class AgentState(ContractModel):
         if self.online and self.birth is None:
             raise ValueError("an online state must carry the birth details")
         return self
+
+
+class InstanceClaim(ContractModel):
+    """Which process holds a fleet instance's identity (retained, on the instance's own
+    topic): a claim by another process after this one's means it took the session over
+    (``fleet.link.InstanceGuard``). Fleet-internal: no agent sees it."""
+
+    schema_version: SchemaVersion = SCHEMA_VERSION
+    #: A random id the process draws at start.
+    instance: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+    since: UtcDatetime

@@ -163,6 +163,14 @@ class Topics:
             return None
         return rollout_id, part  # type: ignore[return-value] # checked against ROLLOUT_PARTS
 
+    # --- the fleet's own ---------------------------------------------------------------
+
+    def instance(self, client_id: str) -> str:
+        """Where a fleet instance claims its identity (``fleet.link.InstanceGuard``)."""
+        if not IDENTIFIER_RE.match(client_id):
+            raise ValueError(f"fleet instance id {client_id!r} must match {IDENTIFIER_PATTERN}")
+        return f"{self.prefix}/fleet/{client_id}/instance"
+
     # --- what the broker lets each identity do ------------------------------------------
 
     def agent_grants(self, agent_id: str) -> list[Grant]:
@@ -182,8 +190,8 @@ class Topics:
 
     def service_grants(self) -> list[Grant]:
         """The fleet service: read everything agents send, write "stored"
-        acknowledgements, and drive rollouts (the releases agents should run and how far
-        each rollout went)."""
+        acknowledgements, drive rollouts (the releases agents should run and how far
+        each rollout went), and claim its instance's identity."""
         every = self._every_agent
         return [
             ("read", f"{every}/#"),
@@ -191,6 +199,8 @@ class Topics:
             ("write", f"{every}/{Channel.DESIRED}/release"),
             ("read", f"{self.prefix}/rollouts/#"),
             ("write", f"{self.prefix}/rollouts/+/progress"),
+            ("read", f"{self.prefix}/fleet/+/instance"),
+            ("write", f"{self.prefix}/fleet/+/instance"),
         ]
 
     def technician_grants(self) -> list[Grant]:
