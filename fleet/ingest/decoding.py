@@ -23,13 +23,18 @@ from fleet.storage.points import dead_letter_point, message_points, receive_slot
 from vigie_core.contract.codec import Message, SalvagedBatch, decode, encode, salvage_batch
 from vigie_core.contract.data import Batch, Event, HealthReport, Reading
 from vigie_core.contract.topics import Topics
-from vigie_core.errors import ContractError
+from vigie_core.errors import ContractError, RejectReason
 
 log = logging.getLogger("fleet.ingest")
 
 #: A message the contract accepted but that could not become points: the fleet's own
 #: reason (``dead_letter``'s ``reason`` tag), beside the contract's RejectReason.
 UNSTORABLE: Final = "unstorable"
+
+
+_SALVAGEABLE: Final = frozenset(
+    {RejectReason.INVALID_PAYLOAD, RejectReason.AGENT_MISMATCH, RejectReason.UNKNOWN_SCHEMA_VERSION}
+)
 
 
 class UniqueClock:
@@ -69,7 +74,11 @@ def points_for(topics: Topics, topic: str, payload: bytes, clock: UniqueClock) -
     try:
         _, message = decode(topics, topic, payload)
     except ContractError as error:
-        salvaged = salvage_batch(topics, topic, payload)
+        # Only what parsed and failed validation is looked at again (never an oversized
+        # payload, whose size is checked so that it is never parsed at all).
+        salvaged = (
+            None if error.reason not in _SALVAGEABLE else salvage_batch(topics, topic, payload)
+        )
         if salvaged is None:
             return dead_letter(error.reason.value, error.detail, topic, payload, clock)
         return _salvaged(salvaged, topic, clock)

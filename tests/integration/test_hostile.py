@@ -220,3 +220,40 @@ def test_two_processes_with_one_fleet_identity_say_so_loudly(
         "the takeover stored for the operators",
     )
     assert "fleet ca identity" in found[0].rows()[0]["detail"]
+
+
+def test_each_documented_reason_is_what_its_message_is_stored_with(
+    processes: Processes,
+    fleet_config: Path,
+    influx: InfluxClient,
+    hostile: mqtt.Client,
+    mqtt_prefix: str,
+) -> None:
+    # docs/protocol.md, "Limits and rejections": one message of each row, sent by an
+    # agent on its own topics, and the reason its dead letter gets.
+    topics = Topics(mqtt_prefix)
+    good = json.loads(encode(reading(HOSTILE, 1)))
+    on_reading = topics.topic_for(reading(HOSTILE, 1))
+    without_version = {key: value for key, value in good.items() if key != "schema_version"}
+    float_version = {**good, "schema_version": 1.0}
+    foreign_batch = {
+        "schema_version": 1,
+        "agent_id": HOSTILE,
+        "messages": [json.loads(encode(reading("someone-else", 2)))],
+    }
+    cases = [
+        ("oversized", on_reading, b" " * (64 * 1024 + 100)),
+        ("bad_topic", f"{mqtt_prefix}/v1/{HOSTILE}/reading/weather", encode(reading(HOSTILE, 1))),
+        ("not_json", on_reading, b"\xff\xfe"),
+        ("not_json", on_reading, encode(reading(HOSTILE, 1)).replace(b"120.0", b"NaN")),
+        ("unknown_schema_version", on_reading, json.dumps(without_version).encode()),
+        ("unknown_schema_version", on_reading, json.dumps(float_version).encode()),
+        ("invalid_payload", on_reading, json.dumps({**good, "seq": -1}).encode()),
+        ("agent_mismatch", topics.batch(HOSTILE), json.dumps(foreign_batch).encode()),
+    ]
+    processes.start_fleet(fleet_config)
+    publish_all(hostile, [(topic, payload, reason) for reason, topic, payload in cases])
+    expected: dict[str, int] = {}
+    for reason, _, _ in cases:
+        expected[reason] = expected.get(reason, 0) + 1
+    wait_until(lambda: dead_letters(influx) == expected, 60, f"the dead letters {expected}")

@@ -298,3 +298,15 @@ def test_a_batch_whose_envelope_is_wrong_is_refused_whole() -> None:
     assert [reason for reason, _ in decoded.refused] == ["agent_mismatch"]
     assert [measurement_of(line) for line in decoded.lines] == ["dead_letter"]
     assert decoded.seqs == ()
+
+
+def test_an_oversized_batch_is_refused_unread(monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(*_: object) -> None:
+        raise AssertionError("an oversized payload was parsed")
+
+    monkeypatch.setattr(decoding, "salvage_batch", never)
+    messages = [json.loads(encode(weight(seq))) for seq in range(1, 400)]
+    payload = json.dumps({"schema_version": 1, "agent_id": "b", "messages": messages}).encode()
+    assert len(payload) > 64 * 1024
+    decoded = points_for(Topics("vigie"), "vigie/v1/b/batch", payload, UniqueClock())
+    assert [reason for reason, _ in decoded.refused] == ["oversized"]
