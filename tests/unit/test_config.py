@@ -8,6 +8,7 @@ import pytest
 
 from edge_agent.config import load_agent_config
 from fleet.config import load_fleet_config
+from fleet.security.pki import CertificateAuthority, Role
 from vigie_core.errors import DocumentError
 
 TLS = "tls: {ca_file: ca.crt, cert_file: client.crt, key_file: client.key}"
@@ -106,3 +107,22 @@ def test_the_documented_examples_are_valid() -> None:
     fleet = load_fleet_config(docs / "fleet.yaml").mqtt
     assert fleet.client_id is None  # the instance is named after its certificate
     assert fleet.share_group == "fleet"
+
+
+def test_a_fleet_instance_is_named_after_its_certificate(tmp_path: Path) -> None:
+    authority = CertificateAuthority.create(tmp_path / "pki")
+    certificate, key = authority.issue("fleet-east", Role.SERVICE)
+    assert key is not None
+    (tmp_path / "client.crt").write_bytes(certificate)
+    (tmp_path / "client.key").write_bytes(key)
+    tls = (
+        f"{{ca_file: {authority.ca_path}, cert_file: {tmp_path / 'client.crt'}, "
+        f"key_file: {tmp_path / 'client.key'}}}"
+    )
+    path = tmp_path / "fleet.yaml"
+    path.write_text(f"schema_version: 1\nmqtt: {{tls: {tls}}}\n")
+    assert load_fleet_config(path).mqtt.instance_id == "fleet-east"
+    # Another id would be silently replaced by the broker: refused, naming both.
+    path.write_text(f"schema_version: 1\nmqtt: {{tls: {tls}, client_id: fleet-west}}\n")
+    with pytest.raises(DocumentError, match=r"mqtt: .*'fleet-west' is not the certificate"):
+        load_fleet_config(path)
