@@ -22,8 +22,6 @@ class IngestStats:
     rejected: Counter[str] = field(default_factory=Counter)
     #: Points written to the spill while InfluxDB was away (drained since or not).
     spilled_points: int = 0
-    #: Times another process took this instance's session over (``fleet.link``).
-    takeovers: int = 0
 
 
 class RecentSeqs:

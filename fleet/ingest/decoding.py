@@ -118,7 +118,13 @@ def _unstorable(
 def _salvaged(salvaged: SalvagedBatch, topic: str, clock: UniqueClock) -> Decoded:
     """The good messages of a batch stored, each refused one set aside on its own."""
     letters = [
-        dead_letter(item.error.reason.value, item.error.detail, topic, item.payload, clock)
+        dead_letter(
+            item.error.reason.value,
+            f"messages.{item.index}: {item.error.detail}",
+            topic,
+            item.payload,
+            clock,
+        )
         for item in salvaged.refused
     ]
     lines = [line for letter in letters for line in letter.lines]

@@ -110,8 +110,7 @@ class IngestService:
         """Nothing to do: what was received and not yet acknowledged is redelivered."""
 
     def _note_takeover(self, detail: str) -> None:
-        """Counted, and kept in InfluxDB for the operators (``fleet_event``)."""
-        self.stats.takeovers += 1
+        """Kept in InfluxDB for the operators (``fleet_event``); the guard counts."""
         point = fleet_event_point(self.link.client_id, "session_taken_over", detail, self._clock())
         self._pending.put(Pending([f"{encode_point(point)}\n".encode()], 0, 0))
 

@@ -285,6 +285,13 @@ def test_a_batch_with_bad_messages_stores_the_good_ones_and_sets_each_bad_one_as
         "invalid_payload",
     ]
     assert len(decoded.lines) == 3 + 4
+    # Each dead letter says which message of the batch it keeps.
+    assert [detail.split(":")[0] for _, detail in decoded.refused] == [
+        "messages.1",
+        "messages.3",
+        "messages.5",
+        "messages.6",
+    ]
     # Confirmed: the good ones, and the bad ones that say a sequence number that fits.
     assert sorted(decoded.seqs) == [1, 2, 3, 4, 5]
     assert decoded.agent_id == "b"
