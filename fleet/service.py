@@ -1,8 +1,16 @@
 """``fleet serve``: what one fleet instance runs, until it is asked to stop.
 
-InfluxDB is waited for (with capped, jittered backoff) before anything subscribes;
-then the ingest (``fleet.ingest``), the rollout driver (``fleet.rollouts``) and, when
+The ingest (``fleet.ingest``), the rollout driver (``fleet.rollouts``) and, when
 configured, the release server (``fleet.releases``) run side by side.
+
+InfluxDB is checked first, with capped, jittered backoff until it answers: the
+database is created, or on a secured server our access to it is checked (refused
+credentials or a missing database stop the service, exit status 1). Without a spill
+(``ingest.spill_dir``) nothing subscribes before that check has passed, because
+nothing received could be acknowledged. With a spill the instance subscribes at once
+and the check runs in the background (``InfluxCheck``): until it passes, every batch
+goes to the spill, is acknowledged and confirmed to its agents, and the spill drains
+once InfluxDB answers; a refusal stops the service as it would have at start.
 """
 
 from __future__ import annotations
@@ -35,7 +43,12 @@ class ServiceRefused(Exception):  # noqa: N818 - a reason to stop, not a bug
         self.status = status
 
 
-def wait_for_influx(client: InfluxClient, stop: threading.Event) -> bool:
+def wait_for_influx(
+    client: InfluxClient, stop: threading.Event, spill_dir: Path | None = None
+) -> bool:
+    """Check InfluxDB until it answers (True) or ``stop`` (False); raises
+    ServiceRefused when it refuses us. ``spill_dir``: where the instance receives
+    meanwhile, said once in the log."""
     attempt = 0
     while not stop.is_set():
         try:
@@ -50,13 +63,57 @@ def wait_for_influx(client: InfluxClient, stop: threading.Event) -> bool:
         except InfluxRejected as exc:
             raise ServiceRefused(1, f"{exc} (has 'fleet db init' been run?)") from None
         except InfluxUnavailable as exc:
+            if attempt == 0 and spill_dir is not None:
+                log.warning(
+                    "InfluxDB unreachable; receiving into the spill at %s until it answers",
+                    spill_dir,
+                )
             delay = backoff_delay(attempt, 1.0, 30.0, random.Random())
             log.warning("%s; retrying in %.0f s", exc, delay)
             attempt += 1
             stop.wait(delay)
         else:
+            if attempt and spill_dir is not None:
+                log.info("InfluxDB answers; draining the spill at %s", spill_dir)
             return True
     return False
+
+
+class InfluxCheck:
+    """``wait_for_influx`` in the background, for an instance that receives into its
+    spill meanwhile: sets ``ready`` once it passes; a refusal (or any failure) is kept
+    for :meth:`raise_failure` and sets ``stop``, which ends the service."""
+
+    def __init__(
+        self,
+        client: InfluxClient,
+        stop: threading.Event,
+        ready: threading.Event,
+        spill_dir: Path,
+    ) -> None:
+        self._client = client
+        self._stop = stop
+        self._ready = ready
+        self._spill_dir = spill_dir
+        self._failure: Exception | None = None
+        self._thread = threading.Thread(target=self._run, name="influx-check", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            if wait_for_influx(self._client, self._stop, self._spill_dir):
+                self._ready.set()
+        except Exception as exc:  # any failure, not only a refusal: the caller re-raises
+            self._failure = exc
+            self._stop.set()
+
+    def raise_failure(self) -> None:
+        """Once stopped: re-raise, in the caller's thread, what ended the check."""
+        self._thread.join()
+        if self._failure is not None:
+            raise self._failure
 
 
 def serve_artifacts(settings: FleetConfig) -> ArtifactServer | None:
@@ -73,11 +130,20 @@ def serve_artifacts(settings: FleetConfig) -> ArtifactServer | None:
 def run_service(
     settings: FleetConfig, influx: InfluxClient, stop: threading.Event, ready_file: Path | None
 ) -> None:
-    """Run one fleet instance until ``stop``; raises ServiceRefused when it cannot."""
-    if not wait_for_influx(influx, stop):
-        return
+    """Run one fleet instance until ``stop``; raises ServiceRefused when it cannot
+    (with a spill, possibly after it has started: it then stops first)."""
+    spill_dir = settings.ingest.spill_dir
+    influx_ready = threading.Event()
+    check: InfluxCheck | None = None
+    if spill_dir is None:
+        if not wait_for_influx(influx, stop):
+            return
+        influx_ready.set()
+    else:
+        check = InfluxCheck(influx, stop, influx_ready, spill_dir)
+        check.start()
     link = BrokerLink(settings.mqtt)  # one connection: the broker binds it to our identity
-    ingest = IngestService(settings, influx, link)
+    ingest = IngestService(settings, influx, link, influx_ready=influx_ready)
     rollouts = RolloutDriver(settings, link)
     ingest.start()
     rollouts.start()
@@ -92,7 +158,8 @@ def run_service(
     if ready_file is not None:
         while not (ingest.subscribed.wait(0.5) or stop.is_set()):
             pass
-        ready_file.write_text(f"{settings.mqtt.instance_id}\n")
+        if ingest.subscribed.is_set():
+            ready_file.write_text(f"{settings.mqtt.instance_id}\n")
     while not stop.wait(STATS_INTERVAL_S):
         stats = ingest.stats
         log.info(
@@ -107,3 +174,5 @@ def run_service(
     if artifacts is not None:
         artifacts.stop()
     log.info("fleet service stopped")
+    if check is not None:
+        check.raise_failure()

@@ -1,14 +1,18 @@
 """The fleet service's ingest loop: MQTT in, InfluxDB out, acknowledged after the write.
 
-A message is acknowledged only once its points are in InfluxDB (the instance's
-connection, ``fleet.link``, leaves acknowledgements to us), so a fleet process that
-dies holding messages gets them redelivered by the broker instead of losing them.
+A message is acknowledged only once its points are in InfluxDB or in the durable
+spill (the instance's connection, ``fleet.link``, leaves acknowledgements to us), so a
+fleet process that dies holding messages gets them redelivered by the broker instead
+of losing them.
 
 Threads: paho's network thread decodes each message into points (cheap, pure) and
 queues them; one writer thread batches the queue into line-protocol writes and then
 acknowledges the batch's messages in arrival order, as MQTT requires. While InfluxDB
-is down, nothing is acknowledged; the broker stops sending once ``max_inflight``
+is down, batches go to the spill (``ingest.spill_dir``) and are acknowledged; without
+a spill nothing is acknowledged: the broker stops sending once ``max_inflight``
 messages are unacknowledged and keeps the rest in this instance's persistent session.
+Nothing reaches InfluxDB before ``influx_ready`` is set (``fleet.service`` sets it once
+InfluxDB has been checked): until then there is the spill, or waiting.
 
 Bad messages are acknowledged *and* set aside (the ``dead_letter`` measurement), so a
 stream of garbage can never wedge the consumer.
@@ -16,7 +20,6 @@ stream of garbage can never wedge the consumer.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import random
@@ -27,7 +30,6 @@ from dataclasses import dataclass, field
 import paho.mqtt.client as mqtt
 
 from fleet.config import FleetConfig
-from fleet.errors import InfluxRejected, InfluxUnavailable
 from fleet.ingest.accounting import IngestStats, RateLimitedLog, RecentSeqs
 from fleet.ingest.decoding import UNSTORABLE, Decoded, UniqueClock, points_for
 from fleet.ingest.storing import PointStore
@@ -64,7 +66,9 @@ class IngestService:
         writer: PointWriter,
         link: BrokerLink | None = None,
         rng: random.Random | None = None,
+        influx_ready: threading.Event | None = None,
     ) -> None:
+        """``influx_ready``: set once InfluxDB is checked; none means it already is."""
         self.config = config
         self.topics = Topics(config.mqtt.topic_prefix)
         self.stats = IngestStats()
@@ -74,7 +78,6 @@ class IngestService:
         self.link.default = self._on_message
         self.link.add(self)
         self.link.guard.on_takeover = self._note_takeover
-        self._writer = writer
         self._rng = rng or random.Random()
         self._clock = UniqueClock()
         self._seen = RecentSeqs()
@@ -84,6 +87,9 @@ class IngestService:
         self._writer_thread = threading.Thread(
             target=self._write_loop, name="influx-writer", daemon=True
         )
+        if influx_ready is None:
+            influx_ready = threading.Event()
+            influx_ready.set()
         self._store = PointStore(
             writer,
             config.ingest.spill_dir,
@@ -92,6 +98,7 @@ class IngestService:
             self._clock,
             self._stopping,
             self._rng,
+            influx_ready,
         )
 
     @property
@@ -191,10 +198,8 @@ class IngestService:
                 # Fire and forget: a lost confirmation only makes the agent send again,
                 # and the second copy overwrites the first.
                 self.link.publish(self.topics.ack(agent_id), encode(ack))
-        if redelivered:
-            # Accounting, best effort: the data itself is already safe.
-            with contextlib.suppress(InfluxUnavailable, InfluxRejected):
-                self._writer.write(redelivered)
+        # Accounting, best effort: the data itself is already safe.
+        self._store.store_best_effort(redelivered)
 
     # --- lifecycle ---------------------------------------------------------------------
 

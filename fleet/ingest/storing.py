@@ -1,8 +1,16 @@
 """The write path: points reach InfluxDB, or the durable spill while it is down; a
-point InfluxDB refuses is set aside (dead-lettered) without sinking its batch."""
+point InfluxDB refuses is set aside (dead-lettered) without sinking its batch.
+
+Nothing is written to InfluxDB before the service has checked it (``influx_ready``,
+set by ``fleet.service``): until then the database may not even exist, and a write
+would be refused and its points dead-lettered. A service with a spill subscribes
+before that check and receives into the spill meanwhile; the drainer moves it into
+InfluxDB once the check has passed.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -13,7 +21,7 @@ from fleet.errors import InfluxRejected, InfluxUnavailable
 from fleet.ingest.accounting import IngestStats, RateLimitedLog
 from fleet.ingest.spill import Spill
 from fleet.storage.influx import PointWriter
-from fleet.storage.lineprotocol import measurement_of
+from fleet.storage.lineprotocol import Point, encode_point, measurement_of
 from fleet.storage.points import dead_letter_point
 from vigie_core.backoff import backoff_delay
 
@@ -25,7 +33,11 @@ STORAGE_REFUSED = "storage_refused"
 
 class PointStore:
     """Writes points until InfluxDB or the spill has them. Used by one writer thread;
-    the spill has a drainer thread of its own."""
+    the spill has a drainer thread of its own.
+
+    ``influx_ready``: set once InfluxDB has been checked (the database exists and we
+    may use it); before, points go to the spill only (or wait, without one).
+    """
 
     def __init__(
         self,
@@ -36,8 +48,10 @@ class PointStore:
         clock: Callable[[], int],
         stopping: threading.Event,
         rng: random.Random,
+        influx_ready: threading.Event,
     ) -> None:
         self._writer = writer
+        self._ready = influx_ready
         self._spill_dir = spill_dir
         self._spill = (
             Spill(spill_dir / "spill.sqlite3", spill_max_bytes) if spill_dir is not None else None
@@ -67,10 +81,24 @@ class PointStore:
         up (False)."""
         attempt = 0
         while True:
-            # While the spill drains, InfluxDB was away a moment ago: add to the spill
-            # rather than probe it with every batch.
-            if self._spill is not None and len(self._spill) and self._spill_put(lines):
+            # Before InfluxDB is checked, the spill is the only place for points. While
+            # the spill drains, InfluxDB was away a moment ago: add to the spill rather
+            # than probe it with every batch.
+            if (
+                self._spill is not None
+                and (not self._ready.is_set() or len(self._spill))
+                and self._spill_put(lines)
+            ):
                 return True
+            if not self._ready.is_set():
+                # No spill, or a full one: hold the acknowledgements until the check.
+                if self._stopping.is_set():
+                    log.warning(
+                        "stopping with %d points unwritten; the broker keeps them", len(lines)
+                    )
+                    return False
+                self._ready.wait(0.5)
+                continue
             try:
                 self._write_isolating_rejects(lines)
             except InfluxUnavailable as exc:
@@ -92,6 +120,18 @@ class PointStore:
                 log.info("InfluxDB is back; wrote %d held points", len(lines))
             self.stats.stored_points += len(lines)
             return True
+
+    def store_best_effort(self, points: Sequence[Point]) -> None:
+        """Accounting (not agents' data): into InfluxDB if it takes it, into the spill
+        while InfluxDB is not checked yet; dropped otherwise."""
+        if not points:
+            return
+        if not self._ready.is_set():
+            if self._spill is not None:
+                self._spill_put([f"{encode_point(point)}\n".encode() for point in points])
+            return
+        with contextlib.suppress(InfluxUnavailable, InfluxRejected):
+            self._writer.write(points)
 
     def _spill_put(self, lines: Sequence[bytes]) -> bool:
         assert self._spill is not None  # noqa: S101
@@ -137,10 +177,13 @@ class PointStore:
             log.exception("InfluxDB refused even the dead letter; dropping it")
 
     def _drain_spill(self) -> None:
-        """Move spilled batches into InfluxDB, oldest first, whenever it answers."""
+        """Move spilled batches into InfluxDB, oldest first, whenever it answers (and
+        not before it has been checked)."""
         assert self._spill is not None  # noqa: S101
         attempt = 0
         while not self._stopping.is_set():
+            if not self._ready.wait(0.5):
+                continue
             try:
                 with self._spill.oldest() as body:
                     if body is None:
