@@ -16,7 +16,7 @@ from rich.table import Table
 
 from edge_agent import __version__
 from edge_agent.config import AgentConfig, load_agent_config
-from edge_agent.errors import DecodeError
+from edge_agent.errors import DecodeError, StorageBroken
 from edge_agent.instruments.decoders import registry
 from edge_agent.instruments.profiles import DEFAULT_PROFILES_DIR, load_profile, load_profiles
 from edge_agent.runtime.session import broker_identity
@@ -47,13 +47,19 @@ def _configure_logging(level: str) -> None:
 
 
 def _load(paths: list[Path]) -> list[AgentConfig]:
+    """Every config, or exit 2 after one ``error: <file>: <field>: <reason>`` line per
+    problem in any of them."""
     configs = []
+    failed = False
     for path in paths:
         try:
             configs.append(load_agent_config(path))
         except DocumentError as exc:
-            typer.echo(f"error: invalid agent configuration\n{exc}", err=True)
-            raise typer.Exit(2) from None
+            failed = True
+            for line in str(exc).splitlines():
+                typer.echo(f"error: {line}", err=True)
+    if failed:
+        raise typer.Exit(2)
     return configs
 
 
@@ -72,7 +78,7 @@ def run_agents(configs: list[AgentConfig]) -> int:
     try:
         # Built before the loop starts: opening outboxes and reading files is blocking.
         agents = [Agent(config) for config in configs]
-    except TlsError as exc:
+    except (TlsError, StorageBroken) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     asyncio.run(_run(agents))

@@ -10,12 +10,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from edge_agent.instruments.profiles import DEFAULT_PROFILES_DIR, DeviceProfile, load_profiles
 from edge_agent.instruments.simulation.devices import encodable
+from edge_agent.storage.space import MIB, MIN_BUDGET_BYTES
+from vigie_core.addresses import HostName
 from vigie_core.contract.data import ReadingKind
-from vigie_core.contract.identifiers import DEFAULT_PREFIX, AgentKind, Identifier
+from vigie_core.contract.identifiers import DEFAULT_PREFIX, AgentKind, Identifier, TopicPrefix
 from vigie_core.contract.presence import DeviceInfo, OpeningHours
 from vigie_core.documents import load_yaml_document
-from vigie_core.errors import DocumentError
-from vigie_core.tls import BrokerCredentials
+from vigie_core.errors import DocumentError, TlsError
+from vigie_core.paths import ExistingDir, ReleasePublicKeyFile, WatchedFile, WritableDir
+from vigie_core.tls import BrokerCredentials, check_identity
 
 
 class _Section(BaseModel):
@@ -28,13 +31,13 @@ class SiteConfig(_Section):
 
 
 class BrokerConfig(_Section):
-    host: str = "127.0.0.1"
+    host: HostName = "127.0.0.1"
     port: int = Field(default=8883, ge=1, le=65535)
     #: TLS and this agent's identity (its certificate from ``fleet agent enroll``).
     tls: BrokerCredentials | None = None
     #: Plain MQTT, no identity: only for a lab network, never with health data.
     allow_plaintext: bool = False
-    topic_prefix: str = DEFAULT_PREFIX
+    topic_prefix: TopicPrefix = DEFAULT_PREFIX
     keepalive_s: int = Field(default=30, ge=5, le=3600)
     #: How long a publish may wait for its PUBACK before the connection is rebuilt.
     ack_timeout_s: float = Field(default=20.0, gt=0)
@@ -88,12 +91,33 @@ class DeviceConfig(_Section):
 
 
 class OutboxConfig(_Section):
+    """Where messages wait for the fleet, and how much of the disk they may take
+    (``edge_agent/storage/space.py``)."""
+
     #: FULL: each reading is on disk before it counts as taken (survives power loss);
     #: NORMAL: faster, may lose the last transactions on power loss but never corrupts.
     synchronous: Literal["full", "normal"] = "full"
-    #: Disk budget for waiting messages; past it, health reports are thinned first,
-    #: then the oldest readings dropped (and the drop reported).
-    max_bytes: int = Field(default=256 * 1024 * 1024, ge=64 * 1024)
+    #: What the outbox may occupy on disk, all its files counted; past it, health
+    #: reports are thinned first, then the oldest readings dropped (and the drops
+    #: reported).
+    max_bytes: int = Field(default=256 * MIB, ge=MIN_BUDGET_BYTES)
+    #: The disk's last bytes, left to the system and the booth's other software: the
+    #: outbox does not grow into them (older messages make way for new ones instead).
+    min_free_bytes: int = Field(default=64 * MIB, ge=0)
+    #: Below this much free space the health report says the disk is low, and a
+    #: ``disk_low`` event is recorded: before anything is dropped.
+    warn_free_bytes: int = Field(default=1024 * MIB, ge=0)
+    #: Messages kept in memory when the disk has no room at all (same policy).
+    memory_max_bytes: int = Field(default=16 * MIB, ge=64 * 1024, le=1024 * MIB)
+
+    @model_validator(mode="after")
+    def _warn_before_full(self) -> OutboxConfig:
+        if self.warn_free_bytes < self.min_free_bytes:
+            raise ValueError(
+                "warn_free_bytes must be at least min_free_bytes: the warning comes "
+                "before the outbox starts dropping"
+            )
+        return self
 
 
 class DeliveryConfig(_Section):
@@ -115,9 +139,9 @@ class UpdateSettings(_Section):
     """Signed updates into A/B slots (``edge_agent/updates/slots.py``); the launcher runs the
     agent from ``root``."""
 
-    root: Path
+    root: WritableDir
     #: ``release.pub`` from ``fleet keys generate``: the only key releases may carry.
-    public_key_file: Path
+    public_key_file: ReleasePublicKeyFile
     #: How long a new release has to prove itself (connected, instruments answering).
     health_timeout_s: float = Field(default=300.0, gt=0)
     #: How often the restart window (opening hours, consultation, parked) is checked.
@@ -137,17 +161,18 @@ class AgentConfig(_Section):
     #: as "closed", until someone enters the real hours.
     opening_hours: OpeningHours = Field(default_factory=OpeningHours.always)
     broker: BrokerConfig
-    state_dir: Path
+    #: Created if need be (the outbox, the saved desired configuration).
+    state_dir: WritableDir
     health_interval_s: float = Field(default=60.0, gt=0)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
     devices: list[DeviceConfig] = Field(default_factory=list, max_length=64)
     #: Where the device profiles are; by default the source checkout's
     #: ``device_profiles/`` (deployments install them in /etc/vigie/device_profiles).
-    profiles_dir: Path = DEFAULT_PROFILES_DIR
+    profiles_dir: ExistingDir = DEFAULT_PROFILES_DIR
     #: A file the booth's teleconsultation software writes while a consultation is in
     #: progress, holding the consultation's opaque id (see edge_agent/consultation.py).
-    consultation_file: Path | None = None
+    consultation_file: WatchedFile | None = None
     #: Signed updates; None: this agent is updated by the deployment only.
     updates: UpdateSettings | None = None
 
@@ -170,8 +195,22 @@ def load_agent_config(path: Path) -> AgentConfig:
     Raises DocumentError naming the file and the field.
     """
     config = load_yaml_document(path, AgentConfig)
+    _check_identity(config, path)
     device_profiles(config, path)
     return config
+
+
+def _check_identity(config: AgentConfig, source: Path) -> None:
+    """A certificate (or user name) for another agent is a mistake in this file: the
+    broker would refuse everything this agent publishes."""
+    credentials = config.broker.tls
+    if credentials is None:
+        return
+    field = "cert_file" if credentials.cert_file is not None else "username"
+    try:
+        check_identity(credentials, config.agent_id)
+    except TlsError as exc:
+        raise DocumentError(f"{source}: broker.tls.{field}: {exc}", source=str(source)) from None
 
 
 def device_profiles(config: AgentConfig, source: Path | str = "config") -> dict[str, DeviceProfile]:

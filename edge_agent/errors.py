@@ -8,7 +8,10 @@
         ├── DecodeError             permanent: bytes or text the instrument's format refuses
         ├── BleError                a BLE operation failed; transient unless ``needs_human``
         ├── ConfigRejected          permanent: a pushed configuration this agent cannot run
-        └── DownloadError           transient: a release could not be fetched (retried later)
+        ├── DownloadError           transient: a release could not be fetched (retried later)
+        ├── StorageFull             transient: no room on disk for a message now (the outbox
+        │                           keeps it in memory and tries again)
+        └── StorageBroken           permanent: the outbox's file is not a database (or corrupt)
 
 Each carries what an operator needs to act: the format and the reason, the device's
 address, the setting at fault. bleak's, pyserial's and httpx's own exceptions are
@@ -58,3 +61,13 @@ class ConfigRejected(AgentError, ValueError):  # noqa: N818 - reads better than 
 
 class DownloadError(AgentError, RuntimeError):
     """A release could not be fetched (after the retries), or the server misbehaved."""
+
+
+class StorageFull(AgentError, OSError):  # noqa: N818 - a state, like ConfigRejected
+    """The outbox has no room on disk for a message now: its budget, the disk's last
+    bytes (``outbox.min_free_bytes``) or SQLITE_FULL. The outbox catches it itself."""
+
+
+class StorageBroken(AgentError):  # noqa: N818 - a state, like StorageFull
+    """The outbox's file is not an SQLite database, or is corrupt. Permanent: starting
+    afresh would number messages from 1 again, so a person moves it aside."""

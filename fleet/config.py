@@ -8,12 +8,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from fleet.storage.influx import InfluxCredentials
+from vigie_core.addresses import HostName, HttpUrlString
 from vigie_core.contract.identifiers import DEFAULT_PREFIX, Identifier, TopicPrefix
 from vigie_core.documents import load_yaml_document
 from vigie_core.errors import DocumentError
+from vigie_core.paths import WritableDir, check_secret_file
 from vigie_core.tls import BrokerCredentials, certificate_name, read_secret
 
 #: Where the CLI looks when no --config is given.
@@ -27,7 +29,7 @@ class _Section(BaseModel):
 
 
 class MqttSettings(_Section):
-    host: str = "127.0.0.1"
+    host: HostName = "127.0.0.1"
     port: int = Field(default=8883, ge=1, le=65535)
     #: TLS and the fleet's identity (its certificate, from ``fleet ca init``).
     tls: BrokerCredentials | None = None
@@ -53,15 +55,11 @@ class MqttSettings(_Section):
                 "mqtt.tls is required (ca_file, cert_file, key_file from 'fleet ca init'); "
                 "set mqtt.allow_plaintext: true only on a lab network"
             )
-        readable = (
-            self.tls is not None
-            and self.tls.cert_file is not None
-            and (self.tls.cert_file.is_file())
-        )  # an unreadable certificate is reported where TLS is set up, with its file
-        if self.client_id is not None and readable and self.certificate_name != self.client_id:
+        name = self.certificate_name  # the certificate was checked with its field
+        if self.client_id is not None and name is not None and name != self.client_id:
             raise ValueError(
                 f"client_id {self.client_id!r} is not the certificate's name "
-                f"{self.certificate_name!r}: the broker names each client after its "
+                f"{name!r}: the broker names each client after its "
                 "certificate (leave client_id out, or give this instance its own identity)"
             )
         return self
@@ -82,7 +80,7 @@ class MqttSettings(_Section):
 
 
 class InfluxSettings(_Section):
-    url: str = "http://127.0.0.1:8086"
+    url: HttpUrlString = "http://127.0.0.1:8086"
     database: str = Field(default="vigie", pattern=r"^[A-Za-z0-9_-]{1,64}$")
     timeout_s: float = Field(default=10.0, gt=0)
     #: InfluxDB 1.x: a user and a file holding its password ($VIGIE_INFLUX_PASSWORD
@@ -94,6 +92,14 @@ class InfluxSettings(_Section):
     #: How long readings, health reports and events are kept (InfluxDB duration;
     #: applied by 'fleet db init' as the database's default retention policy).
     retention: str = Field(default="180d", pattern=r"^([1-9][0-9]*(h|d|w)|INF)$")
+
+    @field_validator("password_file", "token_file")
+    @classmethod
+    def _secret_readable(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        variable = PASSWORD_ENV if info.field_name == "password_file" else TOKEN_ENV
+        if value is None or os.environ.get(variable):
+            return value  # the variable wins: the file is not read, and may be absent
+        return check_secret_file(value)
 
     @model_validator(mode="after")
     def _one_credential(self) -> InfluxSettings:
@@ -121,7 +127,7 @@ class IngestSettings(_Section):
     batch_max_delay_s: float = Field(default=0.2, gt=0, le=10)
     #: Where batches wait while InfluxDB is unreachable (None: hold the MQTT
     #: acknowledgements instead and let the broker keep the messages).
-    spill_dir: Path | None = None
+    spill_dir: WritableDir | None = None
     spill_max_bytes: int = Field(default=1024**3, ge=1024 * 1024)
 
 
@@ -129,12 +135,12 @@ class ArtifactSettings(_Section):
     #: The folder 'fleet release publish --store' writes to; served read-only over HTTP
     #: (with Range, for resumable downloads) by 'fleet serve'. None: not served here
     #: (any HTTP server or object store can serve the folder instead).
-    dir: Path | None = None
-    host: str = "0.0.0.0"  # noqa: S104 - agents download from everywhere
+    dir: WritableDir | None = None
+    host: HostName = "0.0.0.0"  # noqa: S104 - agents download from everywhere
     port: int = Field(default=8780, ge=1, le=65535)
     #: How agents reach the releases (this server or another): the default for
     #: 'fleet release deploy --url' and 'fleet rollout start --url'.
-    url: str | None = Field(default=None, pattern=r"^https?://[^\s]{1,500}$")
+    url: HttpUrlString | None = None
 
 
 class FleetConfig(_Section):

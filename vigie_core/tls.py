@@ -19,6 +19,13 @@ from cryptography.x509.oid import NameOID
 from pydantic import BaseModel, ConfigDict, SecretStr, StringConstraints, model_validator
 
 from vigie_core.errors import TlsError
+from vigie_core.paths import (
+    CertificateFile,
+    PrivateKeyFile,
+    SecretFile,
+    read_certificates,
+    read_private_key,
+)
 
 
 class BrokerCredentials(BaseModel):
@@ -27,15 +34,15 @@ class BrokerCredentials(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: The fleet CA's certificate: the only authority trusted for the broker's.
-    ca_file: Path
+    ca_file: CertificateFile
     #: This client's certificate and key, issued by ``fleet agent enroll`` (or
     #: ``fleet ca init`` for the fleet's own identities).
-    cert_file: Path | None = None
-    key_file: Path | None = None
+    cert_file: CertificateFile | None = None
+    key_file: PrivateKeyFile | None = None
     #: The documented alternative to a client certificate: a user name, and a file
     #: holding the password (never the password itself in the config).
     username: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = None
-    password_file: Path | None = None
+    password_file: SecretFile | None = None
 
     @model_validator(mode="after")
     def _one_identity(self) -> BrokerCredentials:
@@ -45,6 +52,8 @@ class BrokerCredentials(BaseModel):
             raise ValueError("username and password_file go together")
         if self.cert_file is None and self.username is None:
             raise ValueError("give a client certificate (cert_file, key_file) or username")
+        if self.cert_file is not None and self.key_file is not None:
+            _check_pair(self.cert_file, self.key_file)
         return self
 
     def as_config(self) -> dict[str, str]:
@@ -71,17 +80,39 @@ def read_secret(path: Path, environment: str | None = None) -> SecretStr:
     return SecretStr(value)
 
 
+def _check_pair(cert_file: Path, key_file: Path) -> None:
+    """The key must be the certificate's: TLS would otherwise fail at each connection."""
+    spki = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    certified = read_certificates(cert_file)[0].public_key().public_bytes(*spki)
+    if read_private_key(key_file).public_key().public_bytes(*spki) != certified:
+        raise ValueError(f"key_file does not match cert_file ({key_file} is another key)")
+
+
+def _reason(exc: OSError | ssl.SSLError) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or str(exc)
+    return exc.strerror or str(exc)
+
+
 def client_context(credentials: BrokerCredentials) -> ssl.SSLContext:
-    """A TLS client context trusting only the fleet CA, presenting our certificate."""
+    """A TLS client context trusting only the fleet CA, presenting our certificate.
+
+    The files were checked when the configuration was loaded; this fails only if one
+    changed since, and then names it.
+    """
     try:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=credentials.ca_file)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if credentials.cert_file is not None and credentials.key_file is not None:
-            context.load_cert_chain(credentials.cert_file, credentials.key_file)
-    except FileNotFoundError as exc:
-        raise TlsError(f"{exc.filename}: no such file") from None
     except (OSError, ssl.SSLError) as exc:
-        raise TlsError(f"cannot load the TLS files: {exc}") from None
+        raise TlsError(f"ca_file: {credentials.ca_file}: cannot load: {_reason(exc)}") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if credentials.cert_file is not None and credentials.key_file is not None:
+        try:
+            context.load_cert_chain(credentials.cert_file, credentials.key_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise TlsError(
+                f"cert_file, key_file: {credentials.cert_file}, {credentials.key_file}: "
+                f"cannot load: {_reason(exc)}"
+            ) from None
     return context
 
 

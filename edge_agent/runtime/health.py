@@ -1,5 +1,9 @@
-"""The agent's own health report: the host (psutil), every instrument, the backlog and
-what delivery cost (resent, dropped, refused)."""
+"""The agent's own health report: the host (psutil), every instrument, the backlog,
+the outbox's disk, and what delivery cost (resent, dropped, refused).
+
+A disk running low is said before anything is dropped: ``disk_low`` in every report
+while the outbox's file system has less than ``outbox.warn_free_bytes`` free, and a
+``disk_low`` event when it goes under (``disk_ok`` once it has 10 % more again)."""
 
 from __future__ import annotations
 
@@ -15,7 +19,11 @@ import psutil
 from edge_agent import __version__
 from edge_agent.instruments.instrument import Instrument
 from edge_agent.runtime.recorder import Recorder
-from vigie_core.contract.data import HealthReport
+from vigie_core.contract.data import HealthReport, Severity
+
+#: Back over the warning level by this factor before the disk counts as fine again:
+#: no event storm from a disk hovering at the level.
+RECOVERY_MARGIN = 1.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +64,11 @@ class HealthReporter:
         instruments: Callable[[], Sequence[Instrument]],
         delivery: Callable[[], DeliveryCounts],
         clock: Callable[[], datetime],
+        warn_free_bytes: int = 0,
     ) -> None:
         self.recorder = recorder
+        self.warn_free_bytes = warn_free_bytes
+        self.disk_low = False
         self.state_dir = state_dir
         self._instruments = instruments
         self._delivery = delivery
@@ -68,7 +79,10 @@ class HealthReporter:
         """Sample everything (off the event loop: psutil and SQLite both read files)
         and queue the report."""
         system = await asyncio.to_thread(sample_system, self.state_dir)
-        backlog = await self.recorder.call(self.recorder.outbox.backlog)
+        outbox = self.recorder.outbox
+        backlog = await self.recorder.call(outbox.backlog)
+        disk = await self.recorder.call(outbox.disk_use)
+        self._watch_disk(disk.disk_free_bytes)
         now = self.clock()
         instruments = self._instruments()
         for instrument in instruments:
@@ -89,6 +103,24 @@ class HealthReporter:
                 backlog_oldest_s=round(backlog.oldest_age_s, 3),
                 resent_messages=delivery.resent,
                 refused_messages=delivery.refused,
-                dropped_messages=self.recorder.outbox.dropped,
+                dropped_messages=outbox.dropped,
+                disk_free_bytes=disk.disk_free_bytes,
+                disk_low=self.disk_low,
+                outbox_bytes=disk.outbox_bytes,
+                held_messages=disk.held_messages,
             )
         )
+
+    def _watch_disk(self, free: int) -> None:
+        """An event when the disk goes low, and one when it is fine again."""
+        if not self.disk_low and free < self.warn_free_bytes:
+            self.disk_low = True
+            self.recorder.record_event(
+                "disk_low",
+                Severity.WARNING,
+                f"{free} bytes free where the outbox is (warning under "
+                f"{self.warn_free_bytes}); old messages are dropped if it fills up",
+            )
+        elif self.disk_low and free >= self.warn_free_bytes * RECOVERY_MARGIN:
+            self.disk_low = False
+            self.recorder.record_event("disk_ok", Severity.INFO, f"{free} bytes free again")

@@ -87,7 +87,8 @@ class Recorder:
         self._pending = 0
         self._idle = threading.Condition()
         self._next_seq = outbox.last_seq() + 1
-        self._reported_drops = 0
+        #: Drops are counted since the outbox was created; only new ones are reported.
+        self._reported_drops = outbox.dropped
         self._last_overflow_report = -OVERFLOW_REPORT_S
         self.write_failures = 0
 
@@ -143,17 +144,19 @@ class Recorder:
         if dropped and now - self._last_overflow_report >= OVERFLOW_REPORT_S:
             self._reported_drops = self.outbox.dropped
             self._last_overflow_report = now
+            budget = self.outbox.budget.max_bytes
             log.warning(
-                "%s: outbox over its %d-byte budget, dropped %d messages",
+                "%s: the outbox had no room (budget %d bytes, or the disk), dropped %d messages",
                 self.agent_id,
-                self.outbox.max_bytes,
+                budget,
                 dropped,
             )
             self.record_event(
                 "outbox_overflow",
                 Severity.ERROR,
-                f"dropped {dropped} messages to stay within "
-                f"{self.outbox.max_bytes} bytes (health thinned first)",
+                f"dropped {dropped} messages for want of room: the outbox's {budget}-byte "
+                "budget or the disk's free space (health thinned first, then the oldest "
+                "readings)",
             )
 
     # --- the outbox's thread -------------------------------------------------------------

@@ -68,10 +68,13 @@ class Agent:
         # is opened.
         identity = broker_identity(self.config)
         self.topics = Topics(self.config.broker.topic_prefix)
+        settings = self.config.outbox
         outbox = Outbox(
             self.config.state_dir / "outbox.sqlite3",
-            self.config.outbox.synchronous,
-            self.config.outbox.max_bytes,
+            settings.synchronous,
+            settings.max_bytes,
+            min_free_bytes=settings.min_free_bytes,
+            memory_max_bytes=settings.memory_max_bytes,
         )
         self.recorder = Recorder(outbox, self.topics, self.config.agent_id, self.clock)
         self.remote_config = RemoteConfig(base=self.config, record_event=self.recorder.record_event)
@@ -124,6 +127,7 @@ class Agent:
             instruments=lambda: self.pool.instruments,
             delivery=lambda: DeliveryCounts(self.drain.resent, self.session.refused),
             clock=self.clock,
+            warn_free_bytes=settings.warn_free_bytes,
         )
 
     @property

@@ -19,6 +19,7 @@ from fleet.cli.render import (
     describe_backlog,
     describe_calibration,
     describe_delivery,
+    describe_disk,
     format_values,
 )
 from fleet.errors import FleetError
@@ -86,7 +87,7 @@ def agent_show(
         console.print(
             f"health at {health['time']}: uptime {health['uptime_s']:.0f} s, "
             f"cpu {health['cpu_percent']:.0f} %, memory {health['memory_percent']:.0f} %, "
-            f"disk {health['disk_percent']:.0f} %, devices ok "
+            f"{describe_disk(health)}, devices ok "
             f"{health['devices_ok']}/{health['devices_total']}"
         )
     console.print(describe_delivery(detail.delivery))

@@ -13,6 +13,7 @@ from rich.markup import escape
 from fleet.config import CONFIG_ENV, FleetConfig, load_fleet_config
 from fleet.errors import FleetError
 from fleet.storage.influx import InfluxClient
+from vigie_core.contract.identifiers import check_prefix
 from vigie_core.errors import DocumentError, TlsError
 
 err_console = Console(stderr=True)
@@ -26,24 +27,44 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+def _topic_prefix(value: str) -> str:
+    try:
+        return check_prefix(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+#: A topic prefix given on the command line, by the contract's rule.
+TopicPrefixOption = Annotated[
+    str, typer.Option(callback=_topic_prefix, help="The first topic level, as in the configs.")
+]
+
+
 def error(message: str) -> None:
-    err_console.print(f"[red]error:[/] {escape(message)}", highlight=False)
+    # soft_wrap: one line stays one line, whatever the terminal's width (scripts grep it).
+    err_console.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def document_error(exc: DocumentError) -> typer.Exit:
+    """One ``error: <file>: <field>: <reason>`` line per problem; exit status 2."""
+    for line in str(exc).splitlines():
+        error(line)
+    return typer.Exit(2)
 
 
 def load_config(path: Path | None) -> FleetConfig:
     try:
         return load_fleet_config(path)
     except DocumentError as exc:
-        error(f"invalid fleet configuration\n{exc}")
-        raise typer.Exit(2) from None
+        raise document_error(exc) from None
 
 
 def open_influx(config: FleetConfig) -> InfluxClient:
     settings = config.influxdb
     try:
         credentials = settings.credentials()
-    except TlsError as exc:
-        error(str(exc))
+    except TlsError as exc:  # the file changed since the configuration was loaded
+        error(f"influxdb: {exc}")
         raise typer.Exit(2) from None
     return InfluxClient(settings.url, settings.database, settings.timeout_s, credentials)
 

@@ -12,7 +12,15 @@ from rich.markup import escape
 from rich.progress import Progress
 from rich.table import Table
 
-from fleet.cli.common import ConfigOption, JsonOption, error, fail_with, load_config, open_influx
+from fleet.cli.common import (
+    ConfigOption,
+    JsonOption,
+    document_error,
+    error,
+    fail_with,
+    load_config,
+    open_influx,
+)
 from fleet.desired.retained import publish_desired, read_config_state
 from fleet.desired.targets import TARGET_HELP, SyncState, next_version, select_agents
 from fleet.errors import FleetError, TargetError
@@ -58,8 +66,7 @@ def push(
     try:
         wanted = load_yaml_document(file, ConfigFile).settings()
     except DocumentError as exc:
-        error(str(exc))
-        raise typer.Exit(2) from None
+        raise document_error(exc) from None
     try:
         with open_influx(settings) as influx:
             agents = select_agents(list_agents(influx, utc_now()), target)

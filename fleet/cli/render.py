@@ -78,13 +78,26 @@ def describe_delivery(delivery: Delivery) -> str:
 
 
 def describe_backlog(health: dict[str, Any]) -> str:
+    held = health.get("held_messages") or 0
     return (
-        f"agent backlog: {health.get('backlog_messages') or 0} messages, oldest "
+        f"agent backlog: {health.get('backlog_messages') or 0} messages"
+        f"{f' ({held} in memory: the disk is full)' if held else ''}, oldest "
         f"{health.get('backlog_oldest_s') or 0:.0f} s; resent "
-        f"{health.get('resent_messages') or 0}, dropped over budget "
+        f"{health.get('resent_messages') or 0}, dropped for want of room "
         f"{health.get('dropped_messages') or 0}, refused by the broker "
         f"{health.get('refused_messages') or 0}"
     )
+
+
+def describe_disk(health: dict[str, Any]) -> str:
+    """``disk 97 %, 12.0 MiB free (LOW), outbox 3.1 MiB``."""
+    free = health.get("disk_free_bytes")
+    text = f"disk {health['disk_percent']:.0f} %"
+    if free is not None:
+        text += f", {free / 2**20:.1f} MiB free{' (LOW)' if health.get('disk_low') else ''}"
+    if health.get("outbox_bytes"):
+        text += f", outbox {health['outbox_bytes'] / 2**20:.1f} MiB"
+    return text
 
 
 def _pairs(text: str | None) -> dict[str, str]:

@@ -19,6 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
+from fleet.cli.common import TopicPrefixOption
 from fleet.errors import BrokerUnavailable, FleetError, PkiError
 from fleet.security.broker import (
     SERVICE_IDENTITY,
@@ -230,7 +231,7 @@ def agent_enroll(
     ] = None,
     broker_host: Annotated[str, typer.Option(help="The broker as agents reach it.")] = "localhost",
     broker_port: Annotated[int, typer.Option(min=1, max=65535)] = 8883,
-    topic_prefix: Annotated[str, typer.Option()] = DEFAULT_PREFIX,
+    topic_prefix: TopicPrefixOption = DEFAULT_PREFIX,
     kind: Annotated[AgentKind, typer.Option(help="booth or bus.")] = AgentKind.BOOTH,
     install_dir: Annotated[
         Path, typer.Option(help="Where the bundle's files will be on the agent.")
@@ -313,7 +314,7 @@ def agent_revoke(
 def broker_config(
     pki: PkiOption,
     out: Annotated[Path, typer.Option(help="Folder for the broker's files.", file_okay=False)],
-    topic_prefix: Annotated[str, typer.Option()] = DEFAULT_PREFIX,
+    topic_prefix: TopicPrefixOption = DEFAULT_PREFIX,
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8883,
     bind: Annotated[str, typer.Option(help="Address the listener binds.")] = "0.0.0.0",  # noqa: S104
     hostname: Annotated[

@@ -117,6 +117,10 @@ SCHEMA: Final[dict[str, frozenset[str]]] = {
             "resent_messages",
             "dropped_messages",
             "refused_messages",
+            "disk_free_bytes",
+            "disk_low",
+            "outbox_bytes",
+            "held_messages",
         }
     ),
     DEVICE_STATUS: frozenset(
@@ -223,7 +227,12 @@ def health_points(message: HealthReport, received_ns: int, historical: bool = Fa
         "resent_messages": message.resent_messages,
         "dropped_messages": message.dropped_messages,
         "refused_messages": message.refused_messages,
+        "disk_low": message.disk_low,
+        "outbox_bytes": message.outbox_bytes,
+        "held_messages": message.held_messages,
     }
+    if message.disk_free_bytes is not None:
+        fields["disk_free_bytes"] = message.disk_free_bytes
     points = [Point(AGENT_HEALTH, fields, at, {"agent_id": message.agent_id})]
     for device in message.devices:
         device_fields: dict[str, FieldValue] = {

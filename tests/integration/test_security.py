@@ -151,6 +151,7 @@ def test_no_certificate_an_expired_one_or_a_revoked_one_is_refused(
 ) -> None:
     anonymous = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="sec-anon")
     # TLS, the right CA, but no client certificate.
+    (tmp_path / "p").write_text("not the password\n")
     no_certificate = BrokerCredentials(
         ca_file=mosquitto.authority.ca_path, username="x", password_file=tmp_path / "p"
     )

@@ -39,8 +39,8 @@ def due_packets(agent: Agent, limit: int) -> list[Packet]:
 
 
 def test_an_outbox_overflow_is_reported_as_an_event_and_in_health(tmp_path: Path) -> None:
-    agent = make_agent(tmp_path, outbox={"max_bytes": 64 * 1024})
-    for _ in range(600):  # ~350 bytes each: about three times the budget
+    agent = make_agent(tmp_path, outbox={"max_bytes": 1024 * 1024, "synchronous": "normal"})
+    for _ in range(8000):  # ~350 bytes each: about three times the budget
         agent.pool.read_simulated(agent.instruments[0])
     agent.recorder.flush()
     assert agent.outbox.dropped > 0

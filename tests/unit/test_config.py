@@ -32,6 +32,23 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def identity(authority: CertificateAuthority, name: str, role: Role, folder: Path) -> None:
+    """``name``'s bundle in ``folder``, as 'fleet agent enroll' or 'fleet ca init' write it."""
+    certificate, key = authority.issue(name, role)
+    assert key is not None
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ca.crt").write_bytes(authority.ca_path.read_bytes())
+    (folder / "client.crt").write_bytes(certificate)
+    (folder / "client.key").write_bytes(key)
+
+
+@pytest.fixture(autouse=True)
+def _booth_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GOOD names its TLS files relative to the working directory: put booth-01's there."""
+    identity(CertificateAuthority.create(tmp_path / "pki"), "booth-01", Role.AGENT, tmp_path)
+    monkeypatch.chdir(tmp_path)
+
+
 def test_a_good_config_loads(tmp_path: Path) -> None:
     config = load_agent_config(write(tmp_path, GOOD))
     assert config.agent_id == "booth-01"
@@ -73,7 +90,7 @@ def test_duplicate_device_ids_are_refused(tmp_path: Path) -> None:
 
 
 def test_unreadable_and_non_yaml_files(tmp_path: Path) -> None:
-    with pytest.raises(DocumentError, match="cannot read"):
+    with pytest.raises(DocumentError, match=r"missing\.yaml: no such file"):
         load_agent_config(tmp_path / "missing.yaml")
     with pytest.raises(DocumentError, match="not valid YAML"):
         load_agent_config(write(tmp_path, "a: [b"))
@@ -98,19 +115,34 @@ def test_fleet_config_defaults_and_errors(tmp_path: Path) -> None:
         load_fleet_config(path)
 
 
-def test_the_documented_examples_are_valid() -> None:
-    docs = Path(__file__).resolve().parents[2] / "docs" / "examples"
-    agent = load_agent_config(docs / "agent.yaml")
+def installed(example: str, root: Path) -> Path:
+    """A documented example as installed under ``root``: its /etc and /var paths moved
+    there (the files they name must exist, and the folders be creatable)."""
+    source = Path(__file__).resolve().parents[2] / "docs" / "examples" / example
+    text = source.read_text().replace(" /etc/", f" {root}/etc/").replace(" /var/", f" {root}/var/")
+    path = root / example
+    path.write_text(text)
+    return path
+
+
+def test_the_documented_examples_are_valid(tmp_path: Path) -> None:
+    authority = CertificateAuthority(tmp_path / "pki")
+    identity(authority, "booth-07", Role.AGENT, tmp_path / "etc/vigie/tls")
+    agent = load_agent_config(installed("agent.yaml", tmp_path))
     assert agent.opening_hours.week["wed"] == ["08:30-12:00"]
     assert [device.id for device in agent.devices] == ["bp", "thermo", "oxi", "scale", "glucose"]
     assert agent.devices[0].profile == "sig_blood_pressure"
-    fleet = load_fleet_config(docs / "fleet.yaml").mqtt
+    identities = tmp_path / "etc/vigie/pki/identities"
+    identity(authority, "fleet-service", Role.SERVICE, identities / "fleet-service")
+    identity(authority, "fleet-cli", Role.TECHNICIAN, identities / "fleet-cli")
+    (tmp_path / "etc/vigie/influx.password").write_text("s3cret\n")
+    fleet = load_fleet_config(installed("fleet.yaml", tmp_path)).mqtt
     assert fleet.client_id is None  # the instance is named after its certificate
     assert fleet.share_group == "fleet"
 
 
 def test_a_fleet_instance_is_named_after_its_certificate(tmp_path: Path) -> None:
-    authority = CertificateAuthority.create(tmp_path / "pki")
+    authority = CertificateAuthority(tmp_path / "pki")
     certificate, key = authority.issue("fleet-east", Role.SERVICE)
     assert key is not None
     (tmp_path / "client.crt").write_bytes(certificate)

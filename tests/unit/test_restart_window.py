@@ -11,6 +11,7 @@ from edge_agent.instruments.decoders.base import ReadingDraft
 from edge_agent.runtime.supervisor import Agent
 from edge_agent.updates.updater import restart_blocker
 from vigie_core.contract.data import ReadingKind
+from vigie_core.signing import generate_key, public_key_pem
 
 # A Monday, 10:00 in Paris (09:00 UTC) and 22:00 in Paris.
 MONDAY_MORNING = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
@@ -19,6 +20,7 @@ PARKED_AFTER_S = 300.0
 
 
 def config(tmp_path: Path, kind: str) -> AgentConfig:
+    (tmp_path / "release.pub").write_bytes(public_key_pem(generate_key()))
     return AgentConfig.model_validate(
         {
             "schema_version": 1,

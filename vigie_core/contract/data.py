@@ -206,12 +206,21 @@ class HealthReport(_DataMessage):
     #: Messages waiting for the fleet's confirmation, and the age of the oldest.
     backlog_messages: Count = 0
     backlog_oldest_s: float = Field(default=0.0, ge=0)
-    #: Since the agent started: messages sent again (unconfirmed in time), and messages
-    #: dropped because the outbox reached its disk budget.
+    #: Messages sent again (unconfirmed in time) since the agent started, and
+    #: messages dropped because the outbox had no room, since its outbox was created.
     resent_messages: Count = 0
     dropped_messages: Count = 0
     #: Messages the broker refused to take (not authorised by its ACL).
     refused_messages: Count = 0
+    #: The outbox's file system: bytes free, and whether that is under the agent's
+    #: warning level (``outbox.warn_free_bytes``): dropping comes later, at
+    #: ``outbox.min_free_bytes``. None from agents that do not say.
+    disk_free_bytes: Count | None = None
+    disk_low: bool = False
+    #: What the outbox's files take on disk, and the messages it keeps in memory
+    #: because the disk had no room for them.
+    outbox_bytes: Count = 0
+    held_messages: Count = 0
 
 
 class Event(_DataMessage):
