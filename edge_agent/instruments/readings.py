@@ -25,6 +25,10 @@ MAX_DEVICE_AHEAD: Final = timedelta(minutes=5)
 MAX_LIVE_LAG: Final = timedelta(hours=1)
 
 DEVICE_CLOCK_INVALID: Final = "device_clock_invalid"
+#: The device sent a time with parts unknown (a date of 0000-00-00, a time of day
+#: without a date): the known parts stay in the decoded record (``edge-agent decode``),
+#: the reading is timed on reception.
+DEVICE_TIME_PARTIAL: Final = "device_time_partial"
 
 
 @dataclass(frozen=True, slots=True)
