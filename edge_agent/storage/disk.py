@@ -77,10 +77,11 @@ class Reserve:
         self.size = size
         self.min_free_bytes = min_free_bytes
         self._free = free
+        self._held = path.exists()  # only this object makes and removes it
 
     @property
     def held(self) -> bool:
-        return self.path.exists()
+        return self._held
 
     def take(self) -> None:
         if self.held or self._free(self.path.parent) - self.size < self.min_free_bytes:
@@ -90,8 +91,11 @@ class Reserve:
                 _allocate(file.fileno(), self.size)
         except OSError:
             self.path.unlink(missing_ok=True)
+        else:
+            self._held = True
 
     def give_back(self) -> None:
         if self.held:
             self.path.unlink(missing_ok=True)
+            self._held = False
             log.warning("disk full: gave back the outbox's reserve of %d bytes", self.size)

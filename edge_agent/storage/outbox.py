@@ -55,13 +55,16 @@ from edge_agent.errors import StorageFull
 from edge_agent.storage.database import COLUMNS, INSERT, open_database
 from edge_agent.storage.disk import Reserve, disk_free, disk_trouble, file_size, file_system_size
 from edge_agent.storage.overflow import Schema, victims
-from edge_agent.storage.space import MIB, ROW_OVERHEAD_BYTES, Budget, Usage, deficit
+from edge_agent.storage.space import MIB, ROW_OVERHEAD_BYTES, Budget, Usage, deficit, headroom
 
 log = logging.getLogger(__name__)
 
 #: How often a degraded outbox (messages held in memory, the reserve given back, no
 #: database file) tries the disk again; a confirmation (rows freed) tries at once.
 RETRY_S: Final = 5.0
+#: Writes between two measurements of the outbox's files (the free space on the disk
+#: is asked at every write): what the estimates between them may be off by.
+MEASURE_EVERY: Final = 32
 #: Rows moved from memory to disk per transaction.
 _MOVE_CHUNK: Final = 20
 #: A row as stored: seq, topic, payload, kind, enqueued_at, attempts, next_send.
@@ -138,8 +141,14 @@ class Outbox:
         self._forgotten: set[int] = set()
         #: Sent, but the new schedule could not be written: not due before this.
         self._not_before: dict[int, float] = {}
-        #: At least what the held messages take (exact after each measurement).
+        #: Messages held in memory, and at least what they take (exact when measured).
+        self._held = 0
         self._held_bytes = 0
+        #: What the last measurement left: bytes to write before measuring again, the
+        #: WAL's growth to come, and the writes since.
+        self._headroom = 0
+        self._wal_growth = 0
+        self._unmeasured = 0
         self._last_retry = time.monotonic()
         self._db, self.durable = self._open()
         self._page_size = int(self._db.execute("PRAGMA page_size").fetchone()[0])
@@ -157,7 +166,7 @@ class Outbox:
 
     def close(self) -> None:
         self.retry(now=True)  # a last chance for what is held in memory
-        held = self._count("held")
+        held = self._held
         if held:
             log.error("closing with %d messages held in memory: they are lost", held)
         self._db.close()
@@ -183,7 +192,7 @@ class Outbox:
 
     def disk_use(self) -> DiskUse:
         files = self._side_file("") + sum(self._side_file(suffix) for suffix in _SIDE_FILES)
-        return DiskUse(files, self._disk_free(self.path.parent), self._count("held"), self.durable)
+        return DiskUse(files, self._disk_free(self.path.parent), self._held, self.durable)
 
     @property
     def dropped(self) -> int:
@@ -193,15 +202,16 @@ class Outbox:
     # --- writing ---------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _transaction(self, drops: int = 0) -> Iterator[None]:
+    def _transaction(self, drops: int = 0, inserts_up_to: int = 0) -> Iterator[None]:
         """One write transaction; it also saves the drop count (``drops`` more, and
-        any not saved yet), so that a count and its deletions land together."""
+        any not saved yet), so that a count and its deletions land together, and the
+        largest number given (``inserts_up_to``: what its inserts save themselves)."""
         self._db.execute("BEGIN IMMEDIATE")
         pending = self._unsaved_drops + drops
         highest = self._highest_seq
         try:
             yield
-            if highest > self._saved_seq:
+            if highest > max(self._saved_seq, inserts_up_to):
                 self._save_highest_seq(highest)
             if pending:
                 self._db.execute(
@@ -218,7 +228,7 @@ class Outbox:
             raise
         self._saved_drops += pending
         self._unsaved_drops = 0
-        self._saved_seq = max(self._saved_seq, highest)
+        self._saved_seq = max(self._saved_seq, highest, inserts_up_to)
 
     def _save_highest_seq(self, seq: int) -> None:
         """A number given to a message that lived only in memory (held, sent,
@@ -244,7 +254,7 @@ class Outbox:
         row = (seq, topic, payload, kind, self._clock(), 0, 0.0)
         self._highest_seq = max(self._highest_seq, seq)
         self.retry()
-        if self.durable and not self._count("held"):  # behind held ones: order kept
+        if self.durable and not self._held:  # behind held ones: order kept
             try:
                 self._on_full_disk(lambda: self._store([row]))
             except StorageFull as exc:
@@ -256,13 +266,26 @@ class Outbox:
     def _store(self, rows: Sequence[Row]) -> None:
         """Write ``rows`` to disk, making room first; StorageFull if there is none."""
         need = sum(len(row[1]) + len(row[2]) + ROW_OVERHEAD_BYTES for row in rows)
-        self._reserve.take()  # as soon as the disk has room for it again
         # While the reserve is given back, its room is not ours to fill.
         min_free = self.min_free_bytes + (0 if self._reserve.held else self.budget.reserve_bytes)
-        while (missing := deficit(self.usage(), need, self.budget, min_free)) > 0:
-            if not self._drop("main", missing + self.budget.slack_bytes):
-                raise StorageFull(f"no room for {need} bytes in {self.path}")
-        with self._transaction():
+        # The disk is asked every time (another program may fill it); the files are
+        # measured again after MEASURE_EVERY writes, or when the room they left runs out.
+        if (
+            need <= self._headroom
+            and self._unmeasured < MEASURE_EVERY
+            and self._disk_free(self.path.parent) - need - self._wal_growth >= min_free
+        ):
+            self._headroom -= need
+            self._unmeasured += 1
+        else:
+            self._reserve.take()  # as soon as the disk has room for it again
+            while (missing := deficit(usage := self.usage(), need, self.budget, min_free)) > 0:
+                if not self._drop("main", missing + self.budget.slack_bytes):
+                    raise StorageFull(f"no room for {need} bytes in {self.path}")
+            self._headroom = headroom(usage, self.budget, min_free) - need
+            self._wal_growth = max(0, self.budget.wal_bytes - usage.wal_bytes)
+            self._unmeasured = 0
+        with self._transaction(inserts_up_to=max(row[0] for row in rows)):
             self._db.executemany(INSERT.format(s="main"), rows)
 
     def _on_full_disk(self, write: Callable[[], object]) -> None:
@@ -276,6 +299,7 @@ class Outbox:
             log.warning("%s is full (%s): freeing room", self.path.parent, exc)
         else:
             return
+        self._headroom = 0  # what was measured is wrong: measure again
         self._reserve.give_back()
         # RESTART, not TRUNCATE: the next transactions reuse the WAL's room from its
         # start instead of asking the full disk for it again.
@@ -301,6 +325,7 @@ class Outbox:
         else:  # in memory: counted now, saved with the next write to disk
             self._db.executemany(delete, [(seq,) for seq in chosen])
             self._unsaved_drops += len(chosen)
+            self._held -= len(chosen)
         for seq in chosen:
             self._not_before.pop(seq, None)
         # Debug only: the recorder reports drops, at most once a minute.
@@ -309,6 +334,7 @@ class Outbox:
 
     def _hold(self, row: Row) -> None:
         self._db.execute(INSERT.format(s="held"), row)
+        self._held += 1
         # An upper bound, kept without a query per message; measured when it is over.
         self._held_bytes += len(row[1]) + len(row[2])
         if self._held_bytes > self.memory_max_bytes:
@@ -328,7 +354,7 @@ class Outbox:
         """When degraded, try the disk again (at most every RETRY_S, or ``now``):
         reopen it, delete what was confirmed, move held messages to it, take the
         reserve back."""
-        degraded = not self.durable or self._forgotten or self._count("held")
+        degraded = not self.durable or self._forgotten or self._held
         if not degraded and self._reserve.held:
             return
         if not now and time.monotonic() - self._last_retry < RETRY_S:
@@ -345,6 +371,7 @@ class Outbox:
                 self._db.executemany(
                     "DELETE FROM held.outbox WHERE seq = ?", [(row[0],) for row in rows]
                 )
+                self._held -= len(rows)
             if self.durable:
                 self._reserve.take()
         except StorageFull as exc:
@@ -369,6 +396,7 @@ class Outbox:
         self._db.close()
         self._db, self.durable = db, True
         self._db.executemany(INSERT.format(s="held"), rows)
+        self._held = len(rows)
         self._saved_drops, self._unsaved_drops = self._counter("dropped"), drops
         self._session = max(session, self._counter("session"))
         self._saved_seq = 0  # saved with the next write
@@ -428,9 +456,10 @@ class Outbox:
         if not seqs:
             return 0
         params = [(seq,) for seq in seqs]
-        before = self._count("held")
-        self._db.executemany("DELETE FROM held.outbox WHERE seq = ?", params)
-        gone = before - self._count("held")
+        gone = 0
+        if self._held:
+            gone = self._db.executemany("DELETE FROM held.outbox WHERE seq = ?", params).rowcount
+            self._held -= gone
         try:
             gone += self._delete_main(seqs)
         except sqlite3.Error as exc:
@@ -479,7 +508,7 @@ class Outbox:
         return Backlog(int(count) - len(self._forgotten), int(size), age)
 
     def __len__(self) -> int:
-        return self._count("main") + self._count("held") - len(self._forgotten)
+        return self._count("main") + self._held - len(self._forgotten)
 
     def last_seq(self) -> int:
         """The last sequence number ever assigned (0 before the first message)."""

@@ -91,3 +91,10 @@ def deficit(usage: Usage, need: int, budget: Budget, min_free_bytes: int) -> int
     if usage.disk_free_bytes - growth < min_free_bytes:
         over = max(over, need - usage.free_pages_bytes)
     return max(0, over)
+
+
+def headroom(usage: Usage, budget: Budget, min_free_bytes: int) -> int:
+    """Bytes that may still be written with no deficit (the room :func:`deficit` sees)."""
+    wal_growth = max(0, budget.wal_bytes - usage.wal_bytes)
+    on_disk = max(usage.disk_free_bytes - wal_growth - min_free_bytes, usage.free_pages_bytes)
+    return min(budget.max_bytes - usage.occupied_bytes, on_disk)
