@@ -100,6 +100,7 @@ def agent_show(
         "last reading age",
         "battery",
         "calibration due",
+        "last reading",
         "detail",
         header_style="bold",
     )
@@ -114,6 +115,7 @@ def agent_show(
             f"{age:.0f} s" if age is not None else "never",
             f"{battery:.0f} %" if battery is not None else "",
             describe_calibration(due),
+            escape(format_values(last)) if (last := device.get("last_reading")) else "",
             device.get("detail") or "",
         )
     if detail.devices:

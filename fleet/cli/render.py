@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from fleet.cli.units import shown as display
 from fleet.rollouts.plan import Outcome, RolloutStatus
 from fleet.storage.presence import AgentStatus
 from fleet.storage.queries import AgentView, Delivery
@@ -105,8 +106,9 @@ def _pairs(text: str | None) -> dict[str, str]:
 
 
 def format_values(row: dict[str, Any]) -> str:
-    """``systolic 128 mm[Hg]  diastolic - (cuff_error)``: values with their units, and
-    invalid ones as a dash with the device's reason, never as a number."""
+    """``systolic 128 mmHg  diastolic - (cuff_error)``: values in the units read on the
+    device (``fleet.cli.units``), invalid ones as a dash with the device's reason,
+    never as a number."""
     fields = READING_FIELDS[ReadingKind(row["kind"])]
     units, invalid = _pairs(row.get("units")), _pairs(row.get("invalid"))
     shown = []
@@ -114,7 +116,7 @@ def format_values(row: dict[str, Any]) -> str:
         if name in invalid:
             shown.append(f"{name} - ({invalid[name]})")
         elif row.get(name) is not None:
-            shown.append(f"{name} {row[name]:g} {units.get(name, '')}".rstrip())
+            shown.append(f"{name} {display(row[name], units.get(name, ''))}")
     return "  ".join(shown)
 
 

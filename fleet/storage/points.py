@@ -163,21 +163,34 @@ def _pairs(mapping: dict[str, str]) -> str:
     return ";".join(f"{key}={value}" for key, value in sorted(mapping.items()))
 
 
+#: A data point's time is its measured time plus ``seq % SEQ_NS_SPREAD`` nanoseconds.
+#: Two readings from an instrument whose clock has whole seconds (BLE cuffs and
+#: thermometers send their own time), taken within one second, would otherwise share
+#: measurement, tags and time, and InfluxDB would keep only the second: a reading
+#: stored "exactly once" lost silently. Agents' times have microseconds, so the
+#: measured time stays exact to the microsecond, and a message sent twice lands on
+#: the same point (idempotent). Only readings of one device more than
+#: SEQ_NS_SPREAD messages apart could still meet, within the same microsecond.
+SEQ_NS_SPREAD: Final = 1000
+
+
 def _timing(
     message: DataMessage, received_ns: int, historical: bool
 ) -> tuple[int, dict[str, FieldValue]]:
-    """The point time and the fields every data point carries.
+    """The point time (made unique by the sequence number, see SEQ_NS_SPREAD) and the
+    fields every data point carries.
 
     A time before the protocol existed, or minutes ahead of reception, comes from an
     unset or wrong clock: the point gets the receive time instead, flagged, with the
     reported time kept (never a point in 1970).
     """
-    at = ns(message.measured_at)
+    measured = ns(message.measured_at)
     fields: dict[str, FieldValue] = {"seq": message.seq, "historical": historical}
-    if at < EARLIEST_VALID_NS or at > received_ns + MAX_CLOCK_AHEAD_NS:
+    if measured < EARLIEST_VALID_NS or measured > received_ns + MAX_CLOCK_AHEAD_NS:
         fields["clock_suspect"] = True
-        fields["reported_time_ns"] = at
+        fields["reported_time_ns"] = measured
         return received_ns, fields
+    at = measured + message.seq % SEQ_NS_SPREAD
     # From measurement to reception: seconds for live data, hours for a bus's backlog.
     fields["delay_s"] = round(max(0, received_ns - at) / 1e9, 3)
     return at, fields

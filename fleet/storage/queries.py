@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from fleet.errors import QueryError
 from fleet.storage.influx import InfluxClient
@@ -225,6 +225,9 @@ class AgentDetail:
         }
 
 
+_READING_KINDS: Final = frozenset(kind.value for kind in ReadingKind)
+
+
 def _with_iso_time(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "time": from_ns(row["time"]).isoformat()}
 
@@ -248,6 +251,23 @@ def agent_detail(
     device_rows = [
         {"device": item.tags["device"], **_with_iso_time(item.rows()[0])} for item in devices
     ]
+    # Each instrument's last reading, for the technician to compare with its display.
+    kinds = sorted({row["kind"] for row in device_rows if row.get("kind") in _READING_KINDS})
+    last = (
+        client.query(
+            f"SELECT * FROM {_quoted(kinds)} WHERE agent_id = '{agent_id}' "
+            "GROUP BY device ORDER BY time DESC LIMIT 1"
+        )
+        if kinds
+        else []
+    )
+    latest_readings = {
+        item.tags["device"]: {"kind": item.name, **_with_iso_time(item.rows()[0])}
+        for item in last
+        if item.rows()
+    }
+    for row in device_rows:
+        row["last_reading"] = latest_readings.get(row["device"])
     since = f"agent_id = '{agent_id}' AND time > now() - {window}"
     seqs = [
         row["seq"]

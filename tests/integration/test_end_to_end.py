@@ -20,7 +20,7 @@ from fleet.devstack.influxdb import InfluxDB
 from fleet.devstack.services import Mosquitto
 from fleet.security.pki import Role
 from fleet.storage.influx import InfluxClient
-from fleet.storage.points import ns
+from fleet.storage.points import SEQ_NS_SPREAD, ns
 from vigie_core.contract.data import READING_FIELDS, ReadingKind
 
 from .conftest import REPO, AgentFactory, Processes, Tap, wait_until
@@ -104,7 +104,7 @@ def test_readings_health_and_events_arrive_exactly_once_with_exact_points(
     readings = [body for topic, body in tap.messages if "/reading/" in topic]
     assert len(readings) >= 30
     for body in readings:
-        at = ns(datetime.fromisoformat(body["measured_at"]))
+        at = ns(datetime.fromisoformat(body["measured_at"])) + body["seq"] % SEQ_NS_SPREAD
         (series,) = influx.query(
             f"SELECT * FROM \"{body['kind']}\" WHERE agent_id = '{body['agent_id']}' "
             f"AND device = '{body['device']}' AND time = {at}"

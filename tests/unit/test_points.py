@@ -12,7 +12,7 @@ from fleet.errors import LineProtocolError
 from fleet.ingest import decoding
 from fleet.ingest.decoding import UNSTORABLE, UniqueClock, points_for
 from fleet.storage.lineprotocol import measurement_of
-from fleet.storage.points import message_points, ns
+from fleet.storage.points import SEQ_NS_SPREAD, message_points, ns
 from vigie_core.contract.codec import encode
 from vigie_core.contract.data import (
     Batch,
@@ -51,7 +51,8 @@ def test_reading_point_uses_the_measurement_time_and_stable_tags() -> None:
     )
     (point,) = message_points(message, received_ns=RECEIVED)
     assert point.measurement == "pulse_oximetry"
-    assert point.time_ns == AT_NS
+    # The measured time, exact to the microsecond, plus the seq below it (unique).
+    assert point.time_ns == AT_NS + 42
     assert dict(point.tags) == {"agent_id": "booth-01", "device": "ox1"}
     assert dict(point.fields) == {
         "historical": False,
@@ -82,7 +83,7 @@ def test_a_real_instruments_reading_carries_its_source_clock_and_quality() -> No
         context={"temperature_type": "tympanum"},
     )
     (point,) = message_points(message, received_ns=RECEIVED)
-    assert point.time_ns == ns(device_time)
+    assert point.time_ns == ns(device_time) + message.seq % SEQ_NS_SPREAD
     fields = dict(point.fields)
     assert fields["device_clock_offset_s"] == 95.0
     assert (fields["profile"], fields["address"], fields["serial_number"]) == (
@@ -126,7 +127,7 @@ def test_health_gives_one_agent_point_and_one_per_device() -> None:
     assert agent.measurement == "agent_health"
     assert agent.fields["devices_ok"] == 1
     assert agent.fields["devices_total"] == 2
-    assert agent.time_ns == gps.time_ns == bp.time_ns == AT_NS
+    assert agent.time_ns == gps.time_ns == bp.time_ns == AT_NS + message.seq
     assert dict(gps.tags) == {"agent_id": "bus-1", "device": "gps", "kind": "position"}
     assert gps.fields == {"status": "ok", "ok": 1, "last_reading_age_s": 4.0}
     assert bp.fields == {
@@ -207,7 +208,9 @@ def test_a_batch_becomes_the_points_of_its_messages_marked_historical() -> None:
         True
     ] * 3
     assert all(b"historical=true" in line for line in decoded.lines)
-    assert [int(line.rsplit(b" ", 1)[1]) for line in decoded.lines] == [AT_NS] * 3
+    assert [int(line.rsplit(b" ", 1)[1]) for line in decoded.lines] == [
+        AT_NS + n for n in (1, 2, 3)
+    ]
 
 
 def test_a_wrong_clock_gets_the_receive_time_flagged_never_1970() -> None:
@@ -218,7 +221,7 @@ def test_a_wrong_clock_gets_the_receive_time_flagged_never_1970() -> None:
         assert point.fields["clock_suspect"] is True
         assert point.fields["reported_time_ns"] == ns(wrong)
     (fine,) = message_points(weight(1, AT + timedelta(minutes=4)), received_ns=received)
-    assert fine.time_ns == ns(AT + timedelta(minutes=4))
+    assert fine.time_ns == ns(AT + timedelta(minutes=4)) + 1
     assert "clock_suspect" not in fine.fields
 
 
@@ -237,7 +240,7 @@ def test_readings_are_shown_with_units_and_invalid_values_as_a_dash() -> None:
         "units": "pulse_rate=/min;systolic=mm[Hg]",
         "invalid": "diastolic=cuff_error",
     }
-    assert format_values(row) == "systolic 128 mm[Hg]  diastolic - (cuff_error)  pulse_rate 72 /min"
+    assert format_values(row) == "systolic 128 mmHg  diastolic - (cuff_error)  pulse_rate 72 /min"
 
 
 @pytest.mark.parametrize("failure", [RuntimeError("a bug"), LineProtocolError("no fields")])
@@ -317,3 +320,14 @@ def test_an_oversized_batch_is_refused_unread(monkeypatch: pytest.MonkeyPatch) -
     assert len(payload) > 64 * 1024
     decoded = points_for(Topics("vigie"), "vigie/v1/b/batch", payload, UniqueClock())
     assert [reason for reason, _ in decoded.refused] == ["oversized"]
+
+
+def test_two_readings_in_one_whole_second_never_share_a_point_and_a_copy_does() -> None:
+    second = datetime(2026, 11, 24, 9, 30, 5, tzinfo=UTC)  # a cuff's clock: no fraction
+    first, again, other = (
+        message_points(weight(seq, second), received_ns=RECEIVED)[0] for seq in (7, 7, 8)
+    )
+    assert first.time_ns != other.time_ns
+    assert first.time_ns == again.time_ns  # the same message sent twice: one point
+    # The device's second is kept: only nanoseconds below the microsecond differ.
+    assert {point.time_ns // 1000 for point in (first, other)} == {ns(second) // 1000}
