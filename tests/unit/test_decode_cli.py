@@ -48,3 +48,22 @@ def test_unknown_format_and_listing() -> None:
     assert {"2a35", "2a1c", "2a9d", "2a5e", "2a5f", "2a18", "2a52", "nmea", "nonin_df2"} <= names
     table = runner.invoke(app, ["decode", "--list"])
     assert "Blood Pressure Measurement" in table.output
+
+
+def test_decode_the_tanita_manuals_sample_as_pasted() -> None:
+    """The SC-240 manual's sample as a device sends it decodes; as the manual prints it
+    (a space after each comma) the refusal says what is wrong."""
+    sample = (
+        '{0,16,~0,1,~1,1,~2,1,MO,"SC-240",SN,"00000002",Bt,0,GE,1,AG,30,Hm,170,Pt,0.0,'
+        "Wk,82.7,FW,18.6,fW,15.4,MW,67.3,mW,64.0,sW,19,bW,3.3,wW,48.0,ww,58.0,MI,28.6,"
+        "Sw,63.6,OV,30.0,IF,6,rb,8255,rB,1973,rJ,12,rA,28,ZF,369.4,CS,FD"
+    )
+    result = runner.invoke(app, ["decode", "tanita", "-"], input=sample + "\r\n")
+    assert result.exit_code == 0, result.output
+    decoded = json.loads(result.output)
+    assert decoded["measurements"]["weight"] == 82.7
+    assert "AG" not in result.output
+    assert "GE" not in result.output
+    typeset = runner.invoke(app, ["decode", "tanita", sample.replace(",", ", ")])
+    assert typeset.exit_code == 1
+    assert "without its spaces after commas" in typeset.output

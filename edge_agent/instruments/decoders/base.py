@@ -15,14 +15,51 @@ JsonValue: TypeAlias = str | int | float | bool | list["JsonValue"] | dict[str, 
 
 
 @dataclass(frozen=True, slots=True)
+class PartialTime:
+    """A device time with parts unknown, None for each (a GATT Date Time whose year,
+    month or day is 0; a time of day without a date): what the device did say.
+
+    A record keeps it so that ``edge-agent decode`` shows the known parts; it is never
+    a measurement time (the draft has no ``device_time`` and says why in ``quality``).
+    """
+
+    year: int | None = None
+    month: int | None = None
+    day: int | None = None
+    hour: int | None = None
+    minute: int | None = None
+    second: int | None = None
+
+    def isoformat(self, sep: str = "T") -> str:
+        """ISO 8601's layout with ``?`` for each unknown digit: ``????-??-??T12:34:56``."""
+        year, month, day, hour, minute, second = (
+            "?" * width if value is None else f"{value:0{width}d}"
+            for value, width in (
+                (self.year, 4),
+                (self.month, 2),
+                (self.day, 2),
+                (self.hour, 2),
+                (self.minute, 2),
+                (self.second, 2),
+            )
+        )
+        return f"{year}-{month}-{day}{sep}{hour}:{minute}:{second}"
+
+    def __str__(self) -> str:
+        return self.isoformat(" ")
+
+
+@dataclass(frozen=True, slots=True)
 class ReadingDraft:
     """What a decoded record contributes to a :class:`~vigie_core.contract.data.Reading`.
 
     The agent adds its own receive time, the device identity and the time checks.
     ``device_time`` is the device's clock exactly as sent: naive when the format
     carries local time without a zone (BLE and most serial instruments), aware when
-    the format defines its zone (NMEA times are UTC). ``quality`` names
-    what the device flagged about the measurement (``motion``, ``unstable``...).
+    the format defines its zone (NMEA times are UTC); None when the device sent none,
+    or only a :class:`PartialTime` (then ``quality`` holds ``device_time_partial``).
+    ``quality`` names what the device flagged about the measurement (``motion``,
+    ``unstable``...).
     """
 
     kind: ReadingKind
@@ -59,7 +96,7 @@ def to_json(value: object) -> JsonValue:  # noqa: PLR0911 - one return per JSON 
         return value.as_json()
     if isinstance(value, enum.Enum):
         return to_json(value.value)
-    if isinstance(value, datetime | date | time):
+    if isinstance(value, datetime | date | time | PartialTime):
         return value.isoformat()
     if isinstance(value, bytes):
         return value.hex()

@@ -1,6 +1,10 @@
 """Byte-level simulated devices: a simulated sample as the bytes a real instrument
 sends, so that the demo and the tests exercise the real decoders. Pure.
 
+Serial devices' encoders give the bytes on the wire, in the form the manuals document
+(line ends included, see each decoder's docstring), and :func:`frame_for` cuts them
+with the format's own framer, as the serial driver does.
+
 Each profile's main format has an encoder here; BLE devices also report their
 battery level and serial number, as real ones do through the Battery and Device
 Information services.
@@ -17,6 +21,7 @@ from typing import Final
 
 from edge_agent.instruments.decoders.gatt.date_time import encode_date_time
 from edge_agent.instruments.decoders.gatt.ieee11073 import SpecialValue, encode_float, encode_sfloat
+from edge_agent.instruments.decoders.registry import framer_for, new_framer
 from edge_agent.instruments.decoders.serial.and_scale import format_and_line
 from edge_agent.instruments.decoders.serial.nmea import format_nmea
 from edge_agent.instruments.decoders.serial.nonin import encode_nonin_df2_packet, format_nonin_text
@@ -93,45 +98,59 @@ def _nonin_df2(sample: SimulatedValues, at: datetime, rng: random.Random) -> byt
 
 
 def _nonin_text(sample: SimulatedValues, at: datetime, rng: random.Random) -> bytes:
+    """A Nonin 2500 / Avant 9600 line: ``SPO2=097 HR=072`` CR LF (no clock, no marker)."""
     spo2, pulse = sample.values.get("spo2"), sample.values.get("pulse_rate")
-    text = format_nonin_text(
+    return format_nonin_text(
         None if spo2 is None else round(spo2), None if pulse is None else round(pulse)
     )
-    return text.encode("ascii")
 
 
 def _and_scale(sample: SimulatedValues, at: datetime, rng: random.Random) -> bytes:
-    return format_and_line(sample.values["weight"] or 0.0).encode("ascii")
+    """A stable weight in kg, as a scale set to print on stability sends it, CR LF."""
+    return format_and_line(sample.values["weight"] or 0.0)
 
 
 def _tanita(sample: SimulatedValues, at: datetime, rng: random.Random) -> bytes:
-    values = sample.values
-    keys = {
-        "Wk": "weight",
-        "Hm": "height",
-        "MI": "bmi",
-        "FW": "body_fat_percentage",
-        "fW": "fat_mass",
-        "MW": "fat_free_mass",
-        "wW": "total_body_water",
-        "rB": "basal_metabolic_rate",
-        "Rw": "impedance",
-    }
+    """An SC-240 record in kg/cm mode, standard body type: the items and their order
+    of the manual's table ("Connection with a personal computer"), and what the
+    analyser says about the person (gender, age), which the decoder must drop. The
+    SC-240 has no clock: no date or time."""
+    v = {name: value or 0.0 for name, value in sample.values.items()}
+    bone = round(v["fat_free_mass"] * 0.048, 1)
+    ideal = round(22 * (v["height"] / 100) ** 2, 1)
+    kilojoules = round(v["basal_metabolic_rate"])
     pairs = [
-        ("MO", '"BC-418"'),
-        # What a real analyser sends about the person; the decoder must drop it.
-        ("ID", '"0000000000000042"'),
-        ("GE", "1"),
+        ("MO", '"SC-240"'),
+        ("SN", '"00000002"'),
+        ("Bt", "0"),
+        ("GE", str(rng.randint(1, 2))),
         ("AG", str(rng.randint(18, 90))),
-        ("Da", f'"{at:%d/%m/%Y}"'),
-        ("TI", f'"{at:%H:%M}"'),
-        *((key, f"{values[name]:g}") for key, name in keys.items()),
+        ("Hm", f"{v['height']:g}"),
+        ("Pt", "0.0"),
+        ("Wk", f"{v['weight']:.1f}"),
+        ("FW", f"{v['body_fat_percentage']:.1f}"),
+        ("fW", f"{v['fat_mass']:.1f}"),
+        ("MW", f"{v['fat_free_mass']:.1f}"),
+        ("mW", f"{v['fat_free_mass'] - bone:.1f}"),
+        ("sW", str(rng.randint(1, 24))),
+        ("bW", f"{bone:.1f}"),
+        ("wW", f"{v['total_body_water']:.1f}"),
+        ("ww", f"{v['total_body_water'] / v['weight'] * 100:.1f}"),
+        ("MI", f"{v['bmi']:.1f}"),
+        ("Sw", f"{ideal:.1f}"),
+        ("OV", f"{(v['weight'] - ideal) / ideal * 100:.1f}"),
+        ("IF", str(rng.randint(1, 30))),
+        ("rb", str(kilojoules)),
+        ("rB", str(round(kilojoules / 4.184))),
+        ("rJ", str(rng.randint(1, 24))),
+        ("rA", str(rng.randint(12, 90))),
+        ("ZF", f"{v['impedance']:.1f}"),
     ]
-    return format_tanita_record(pairs).encode("ascii")
+    return format_tanita_record(pairs)
 
 
 def _nmea(sample: SimulatedValues, at: datetime, rng: random.Random) -> bytes:
-    """An RMC sentence: position, speed, course and the UTC date and time."""
+    """An RMC sentence: position, speed, course and the UTC date and time, CR LF."""
     utc = at
     lat, lon = sample.values["latitude"] or 0.0, sample.values["longitude"] or 0.0
     knots = Decimal(str(sample.values.get("speed") or 0.0)) * KNOTS_PER_KMH
@@ -141,7 +160,7 @@ def _nmea(sample: SimulatedValues, at: datetime, rng: random.Random) -> bytes:
         f"GPRMC,{utc:%H%M%S}.00,A,{lat_text},{lon_text},{knots:.1f},"
         f"{rng.uniform(0, 359.9):.1f},{utc:%d%m%y},,,A"
     )
-    return format_nmea(body).encode("ascii")
+    return f"{format_nmea(body)}\r\n".encode("ascii")  # NMEA 0183: CR LF ends a sentence
 
 
 ENCODERS: Final[dict[str, Encoder]] = {
@@ -176,7 +195,13 @@ def frame_for(
     if profile.ble is not None:
         serial = f"SIM{zlib.crc32(device_id.encode()):08X}"
         frames += [("2a25", serial.encode("ascii")), ("2a19", bytes([rng.randint(20, 100)]))]
-    frames.append((format_name, ENCODERS[format_name](sample, at, rng)))
+    data = ENCODERS[format_name](sample, at, rng)
+    if framer_for(format_name) is None:
+        frames.append((format_name, data))
+    else:
+        # The bytes on the wire, through the framer the serial driver uses.
+        framed = new_framer(format_name).feed(data)
+        frames += [(format_name, frame) for frame in framed if isinstance(frame, bytes)]
     return frames
 
 

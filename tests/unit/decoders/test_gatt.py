@@ -116,14 +116,14 @@ def test_encoders_refuse_what_does_not_fit() -> None:
 
 def test_blood_pressure_full_nordic_vector() -> None:
     # Nordic bps/BloodPressureMeasurementDataCallbackTest, onBloodPressureMeasurementReceived_full:
-    # the year is 0 ("unknown"), so there is no time stamp rather than a made-up one.
+    # the year is 0 ("not known"): the time stamp keeps the known parts, nothing made up.
     decoded = _decode("2a35", "1E 8A00 5800 7800 0000 04 11 14 29 3B 3C00 01 2700")
     assert decoded == {
         "systolic": 138.0,
         "diastolic": 88.0,
         "mean_arterial_pressure": 120.0,
         "unit": "mm[Hg]",
-        "timestamp": None,
+        "timestamp": "????-04-17T20:41:59",
         "pulse_rate": 60.0,
         "user_id": 1,
         "measurement_status": [
@@ -357,6 +357,9 @@ def test_glucose_nordic_vector() -> None:
     # Nordic's invalid case: the time offset the flags announce is missing.
     with pytest.raises(DecodeError):
         registry.decode("2a18", bytes.fromhex("1B0000E207041A0B091E1E00120501"))
+    # 9999-12-31 23:59:59 plus 32767 minutes is past what a time can hold: refused.
+    with pytest.raises(DecodeError, match="past year 9999"):
+        registry.decode("2a18", bytes.fromhex("01 0100 0f270c1f173b3b ff7f"))
 
 
 def test_glucose_reading_keeps_the_device_unit() -> None:
@@ -412,9 +415,9 @@ def test_date_times_and_their_encoders() -> None:
         "adjust_reason": ["manual_time_update"],
         "invalid": {},
     }
-    unknown = registry.decode("2a0a", bytes(8)).as_json()
-    assert unknown["timestamp"] is None
-    assert unknown["invalid"] == {"timestamp": "unknown"}
+    unknown = registry.decode("2a0a", bytes(8)).as_json()  # no date; hour 0 is midnight
+    assert unknown["timestamp"] == "????-??-??T00:00:00"
+    assert unknown["invalid"] == {"timestamp": "partial"}
     with pytest.raises(DecodeError, match="invalid date"):
         registry.decode("2a08", bytes.fromhex("ea07 021e 000000"))  # 30 February
 

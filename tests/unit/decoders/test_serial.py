@@ -3,8 +3,8 @@
 NMEA vectors: the GGA and RMC examples of the NMEA 0183 standard as reproduced in
 gpsd's "NMEA Revealed" (gpsd.gitlab.io/gpsd/NMEA.html) and in pynmea2's tests
 (Knio/pynmea2, test/test_types.py). Nonin DF2 packets are built field by field from
-the OEM III specification's frame layout; A&D and Tanita lines follow their manuals'
-layouts (see the decoders' docstrings).
+the OEM III specification's frame layout. The A&D, Nonin text and Tanita lines are in
+test_serial_lines.py, from their manuals' samples.
 """
 
 from __future__ import annotations
@@ -17,11 +17,9 @@ from hypothesis import strategies as st
 
 from edge_agent.errors import DecodeError
 from edge_agent.instruments.decoders import registry
-from edge_agent.instruments.decoders.serial.and_scale import format_and_line
 from edge_agent.instruments.decoders.serial.framing import Garbage, LineFramer, NoninDf2Framer
 from edge_agent.instruments.decoders.serial.nmea import format_nmea
-from edge_agent.instruments.decoders.serial.nonin import encode_nonin_df2_packet, format_nonin_text
-from edge_agent.instruments.decoders.serial.tanita import format_tanita_record
+from edge_agent.instruments.decoders.serial.nonin import encode_nonin_df2_packet
 
 GGA = b"$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47"
 RMC = b"$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A"
@@ -96,51 +94,6 @@ def test_nmea_refusals(line: bytes, reason: str) -> None:
         registry.decode("nmea", line)
 
 
-# --- A&D ----------------------------------------------------------------------------------
-
-
-def test_and_stable_unstable_overload() -> None:
-    stable = registry.decode("and_standard", b"ST,+00075.40 kg").reading()
-    assert stable is not None
-    assert (dict(stable.values), dict(stable.units), stable.quality) == (
-        {"weight": 75.4},
-        {"weight": "kg"},
-        (),
-    )
-    unstable = registry.decode("and_standard", b"US,+00165.20 lb").reading()
-    assert unstable is not None
-    assert (unstable.values["weight"], unstable.units["weight"]) == (165.2, "[lb_av]")
-    assert unstable.quality == ("unstable",)
-    overload = registry.decode("and_standard", b"OL,+9999999E+19").reading()
-    assert overload is not None
-    assert dict(overload.values) == {"weight": None}
-    assert dict(overload.invalid) == {"weight": "overload"}
-
-
-@pytest.mark.parametrize(
-    ("line", "reason"),
-    [
-        (b"ST,+00075.40  g", "not a body-weight unit"),
-        (b"QT,+00000012 PC", "counting"),
-        (b"XX,+00075.40 kg", "is not"),
-        (b"ST,+000x5.40 kg", "is not HH"),
-        (b"ST,+00.0.540 kg", "not a number"),
-    ],
-)
-def test_and_refusals(line: bytes, reason: str) -> None:
-    with pytest.raises(DecodeError, match=reason):
-        registry.decode("and_standard", line)
-
-
-def test_and_round_trip() -> None:
-    assert registry.decode("and_standard", format_and_line(82.35).encode()).as_json() == {
-        "header": "stable",
-        "weight": 82.35,
-        "unit": "kg",
-        "invalid": {},
-    }
-
-
 # --- Nonin --------------------------------------------------------------------------------
 
 
@@ -179,77 +132,6 @@ def test_nonin_df2_refusals() -> None:
     shifted = packet[5:] + packet[:5]  # starts on a frame without SYNC
     with pytest.raises(DecodeError, match="SYNC"):
         registry.decode("nonin_df2", bytes(shifted))
-
-
-def test_nonin_text() -> None:
-    assert (
-        registry.decode("nonin_text", format_nonin_text(98, 64).encode()).as_json()["spo2"] == 98.0
-    )
-    draft = registry.decode("nonin_text", b"SPO2=--- HR=---").reading()
-    assert draft is not None
-    assert dict(draft.invalid) == {"spo2": "no_value", "pulse_rate": "no_value"}
-    with pytest.raises(DecodeError, match="above 100"):
-        registry.decode("nonin_text", b"SPO2=101 HR=070")
-
-
-# --- Tanita -------------------------------------------------------------------------------
-
-
-def _tanita(**extra: str) -> bytes:
-    pairs = [
-        ("MO", '"BC-418"'),
-        ("ID", '"0000000000000042"'),
-        ("GE", "2"),
-        ("AG", "57"),
-        ("DB", '"02/03/1969"'),
-        ("Da", '"25/11/2026"'),
-        ("TI", '"10:30"'),
-        ("Hm", "162.0"),
-        ("Wk", "68.4"),
-        ("MI", "26.1"),
-        ("FW", "33.5"),
-        ("fW", "22.9"),
-        ("MW", "45.5"),
-        ("wW", "33.3"),
-        ("rB", "5623"),
-        ("Rw", "581"),
-        *extra.items(),
-    ]
-    return format_tanita_record(pairs).encode()
-
-
-def test_tanita_record_decodes_and_never_lets_the_person_through() -> None:
-    record = registry.decode("tanita", _tanita())
-    draft = record.reading()
-    assert draft is not None
-    assert dict(draft.values) == {
-        "weight": 68.4,
-        "height": 162.0,
-        "bmi": 26.1,
-        "body_fat_percentage": 33.5,
-        "fat_mass": 22.9,
-        "fat_free_mass": 45.5,
-        "total_body_water": 33.3,
-        "basal_metabolic_rate": 5623.0,
-        "impedance": 581.0,
-    }
-    assert draft.device_time is not None
-    assert draft.device_time.isoformat() == "2026-11-25T10:30:00"
-    text = str(record.as_json()) + repr(draft)
-    for personal in ("0000000000000042", "1969", "'AG'", "'GE'", "57"):
-        assert personal not in text
-
-
-def test_tanita_refusals() -> None:
-    good = _tanita()
-    bad_sum = good[:-3] + (b"00" if good[-3:-1] != b"00" else b"01") + b"}"
-    with pytest.raises(DecodeError, match="checksum"):
-        registry.decode("tanita", bad_sum)
-    with pytest.raises(DecodeError, match="not a Tanita record"):
-        registry.decode("tanita", b"{0,16,Wk,70.0}")
-    no_weight = format_tanita_record([("Hm", "170")]).encode()
-    with pytest.raises(DecodeError, match="no weight"):
-        registry.decode("tanita", no_weight)
 
 
 # --- framing ------------------------------------------------------------------------------

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from edge_agent.instruments.decoders.base import ReadingDraft, Record
+from edge_agent.instruments.decoders.base import PartialTime, ReadingDraft, Record
 from edge_agent.instruments.decoders.gatt.bits import check_flags, names
 from edge_agent.instruments.decoders.gatt.common import medical_values
+from edge_agent.instruments.decoders.gatt.date_time import draft_time
 from edge_agent.instruments.decoders.gatt.ieee11073 import Medical
 from edge_agent.instruments.decoders.gatt.reader import Reader
 from vigie_core.contract.data import ReadingKind
@@ -47,7 +48,7 @@ class BloodPressureMeasurement(Record):
     diastolic: float | None
     mean_arterial_pressure: float | None
     unit: str
-    timestamp: datetime | None
+    timestamp: datetime | PartialTime | None
     pulse_rate: float | None
     user_id: int | None
     measurement_status: frozenset[str]
@@ -63,13 +64,14 @@ class BloodPressureMeasurement(Record):
         if "pulse_rate" in self.invalid or self.pulse_rate is not None:
             values["pulse_rate"] = self.pulse_rate
             units["pulse_rate"] = "/min"
+        device_time, timing = draft_time(self.timestamp)
         return ReadingDraft(
             kind=ReadingKind.BLOOD_PRESSURE,
             values=values,
             units=units,
             invalid=self.invalid,
-            device_time=self.timestamp,
-            quality=tuple(sorted(self.measurement_status)),
+            device_time=device_time,
+            quality=tuple(sorted(self.measurement_status | timing)),
         )
 
 
@@ -79,7 +81,7 @@ class IntermediateCuffPressure(Record):
 
     cuff_pressure: float | None
     unit: str
-    timestamp: datetime | None
+    timestamp: datetime | PartialTime | None
     pulse_rate: float | None
     user_id: int | None
     measurement_status: frozenset[str]
@@ -107,7 +109,7 @@ class _Common:
 
     unit: str
     pressures: tuple[Medical, Medical, Medical]
-    timestamp: datetime | None
+    timestamp: datetime | PartialTime | None
     pulse: Medical | None
     user_id: int | None
     status: frozenset[str]

@@ -2,6 +2,9 @@
 
 GATT Specification Supplement (GSS) 3.70 Date Time, 3.74 Day Date Time, 3.62 Current
 Time (Exact Time 256 + Adjust Reason). Times are the device's local time, no zone.
+A year, month or day of 0 is "not known": the record keeps the known parts as a
+:class:`PartialTime`, and a reading so timed is timed on reception instead
+(:func:`draft_time`).
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
-from edge_agent.instruments.decoders.base import Record
+from edge_agent.instruments.decoders.base import PartialTime, Record
 from edge_agent.instruments.decoders.gatt.bits import names
 from edge_agent.instruments.decoders.gatt.reader import Reader
+from edge_agent.instruments.readings import DEVICE_TIME_PARTIAL
 
 #: GSS 3.73 Day of Week: 0 is "unknown".
 WEEKDAYS: Final = (
@@ -36,28 +40,39 @@ ADJUST_REASONS: Final = {
 
 @dataclass(frozen=True, slots=True)
 class DateTimeRecord(Record):
-    timestamp: datetime | None
+    timestamp: datetime | PartialTime
     invalid: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class DayDateTimeRecord(Record):
-    timestamp: datetime | None
+    timestamp: datetime | PartialTime
     day_of_week: str
     invalid: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class CurrentTimeRecord(Record):
-    timestamp: datetime | None
+    timestamp: datetime | PartialTime
     day_of_week: str
     fractions256: int
     adjust_reason: frozenset[str]
     invalid: dict[str, str] = field(default_factory=dict)
 
 
-def _unknown(timestamp: datetime | None) -> dict[str, str]:
-    return {} if timestamp is not None else {"timestamp": "unknown"}
+def draft_time(timestamp: datetime | PartialTime | None) -> tuple[datetime | None, frozenset[str]]:
+    """A record's time as a draft takes it: ``device_time`` and what to add to ``quality``.
+
+    A partial time is no measurement time: the reading is timed on reception, and
+    says so with ``device_time_partial``.
+    """
+    if isinstance(timestamp, PartialTime):
+        return None, frozenset({DEVICE_TIME_PARTIAL})
+    return timestamp, frozenset()
+
+
+def _partial(timestamp: datetime | PartialTime) -> dict[str, str]:
+    return {"timestamp": "partial"} if isinstance(timestamp, PartialTime) else {}
 
 
 def _day_of_week(reader: Reader) -> str:
@@ -71,7 +86,7 @@ def decode_date_time(data: bytes) -> DateTimeRecord:
     reader = Reader("2a08", data)
     timestamp = reader.date_time()
     reader.finish()
-    return DateTimeRecord(timestamp, _unknown(timestamp))
+    return DateTimeRecord(timestamp, _partial(timestamp))
 
 
 def decode_day_date_time(data: bytes) -> DayDateTimeRecord:
@@ -79,7 +94,7 @@ def decode_day_date_time(data: bytes) -> DayDateTimeRecord:
     timestamp = reader.date_time()
     day = _day_of_week(reader)
     reader.finish()
-    return DayDateTimeRecord(timestamp, day, _unknown(timestamp))
+    return DayDateTimeRecord(timestamp, day, _partial(timestamp))
 
 
 def decode_current_time(data: bytes) -> CurrentTimeRecord:
@@ -89,7 +104,7 @@ def decode_current_time(data: bytes) -> CurrentTimeRecord:
     fractions = reader.uint(1, "fractions256")
     reason = names(reader.uint(1, "adjust_reason"), ADJUST_REASONS, reader, "adjust_reason")
     reader.finish()
-    return CurrentTimeRecord(timestamp, day, fractions, reason, _unknown(timestamp))
+    return CurrentTimeRecord(timestamp, day, fractions, reason, _partial(timestamp))
 
 
 def encode_date_time(at: datetime) -> bytes:

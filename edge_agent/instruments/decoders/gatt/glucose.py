@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from edge_agent.instruments.decoders.base import ReadingDraft, Record
+from edge_agent.instruments.decoders.base import PartialTime, ReadingDraft, Record
 from edge_agent.instruments.decoders.gatt.bits import check_flags, names
 from edge_agent.instruments.decoders.gatt.common import medical_values
+from edge_agent.instruments.decoders.gatt.date_time import draft_time
 from edge_agent.instruments.decoders.gatt.reader import Reader
 from vigie_core.contract.data import ReadingKind
 
@@ -54,9 +55,11 @@ SENSOR_STATUS: Final = {
 @dataclass(frozen=True, slots=True)
 class GlucoseMeasurement(Record):
     sequence_number: int
-    base_time: datetime | None
+    base_time: datetime | PartialTime
     time_offset: int | None
-    timestamp: datetime | None
+    #: Base time plus offset; None when a partial base time has an offset (the date
+    #: the offset lands on is not known).
+    timestamp: datetime | PartialTime | None
     glucose_concentration: float | None
     unit: str | None
     type: str | None
@@ -73,7 +76,10 @@ class GlucoseMeasurement(Record):
             context["sample_type"] = self.type
         if self.sample_location:
             context["sample_location"] = self.sample_location
-        quality = set(self.sensor_status_annunciation)
+        device_time, timing = draft_time(
+            self.base_time if self.timestamp is None else self.timestamp
+        )
+        quality = set(self.sensor_status_annunciation | timing)
         if self.type == "control_solution" or self.sample_location == "control_solution":
             quality.add("control_solution")  # a meter check, not a person
         return ReadingDraft(
@@ -81,7 +87,7 @@ class GlucoseMeasurement(Record):
             values={"glucose_concentration": self.glucose_concentration},
             units={"glucose_concentration": self.unit},
             invalid=self.invalid,
-            device_time=self.timestamp,
+            device_time=device_time,
             quality=tuple(sorted(quality)),
             context=context,
         )
@@ -113,9 +119,9 @@ def decode_glucose_measurement(data: bytes) -> GlucoseMeasurement:
     )
     reader.finish()
     values, invalid = medical_values(glucose_concentration=concentration)
-    timestamp = base_time
-    if base_time is not None and offset:
-        timestamp = base_time + timedelta(minutes=offset)
+    timestamp: datetime | PartialTime | None = base_time
+    if offset:
+        timestamp = _offset(reader, base_time, offset)
     return GlucoseMeasurement(
         sequence_number=sequence,
         base_time=base_time,
@@ -129,6 +135,15 @@ def decode_glucose_measurement(data: bytes) -> GlucoseMeasurement:
         context_information_follows=bool(flags & 0x10),
         invalid=invalid,
     )
+
+
+def _offset(reader: Reader, base_time: datetime | PartialTime, offset: int) -> datetime | None:
+    if isinstance(base_time, PartialTime):
+        return None
+    try:
+        return base_time + timedelta(minutes=offset)
+    except OverflowError:  # 9999-12-31 plus minutes
+        raise reader.error(f"time_offset {offset} takes the base time past year 9999") from None
 
 
 # --- Record Access Control Point ------------------------------------------------------

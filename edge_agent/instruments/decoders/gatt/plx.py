@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from edge_agent.instruments.decoders.base import ReadingDraft, Record
+from edge_agent.instruments.decoders.base import PartialTime, ReadingDraft, Record
 from edge_agent.instruments.decoders.gatt.bits import check_flags, names
 from edge_agent.instruments.decoders.gatt.common import medical_values
+from edge_agent.instruments.decoders.gatt.date_time import draft_time
 from edge_agent.instruments.decoders.gatt.ieee11073 import Medical
 from edge_agent.instruments.decoders.gatt.reader import Reader
 from vigie_core.contract.data import ReadingKind
@@ -68,7 +69,7 @@ _INFORMATIVE: Final = frozenset(
 class PlxSpotCheck(Record):
     spo2: float | None
     pulse_rate: float | None
-    timestamp: datetime | None
+    timestamp: datetime | PartialTime | None
     measurement_status: frozenset[str]
     device_and_sensor_status: frozenset[str]
     pulse_amplitude_index: float | None
@@ -103,7 +104,9 @@ class PlxFeatures(Record):
     device_and_sensor_status_support: frozenset[str]
 
 
-def _draft(record: PlxSpotCheck | PlxContinuous, device_time: datetime | None) -> ReadingDraft:
+def _draft(
+    record: PlxSpotCheck | PlxContinuous, timestamp: datetime | PartialTime | None
+) -> ReadingDraft:
     names_ = ("spo2", "pulse_rate", "pulse_amplitude_index")
     values = {"spo2": record.spo2, "pulse_rate": record.pulse_rate}
     units = {"spo2": "%", "pulse_rate": "/min"}
@@ -117,13 +120,14 @@ def _draft(record: PlxSpotCheck | PlxContinuous, device_time: datetime | None) -
         if name in names_
     }
     flags = (record.measurement_status - _INFORMATIVE) | record.device_and_sensor_status
+    device_time, timing = draft_time(timestamp)
     return ReadingDraft(
         kind=ReadingKind.PULSE_OXIMETRY,
         values=values,
         units=units,
         invalid=invalid,
         device_time=device_time,
-        quality=tuple(sorted(flags)),
+        quality=tuple(sorted(flags | timing)),
     )
 
 

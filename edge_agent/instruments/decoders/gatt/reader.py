@@ -7,9 +7,11 @@ not announce (the SIG characteristics define no padding).
 
 from __future__ import annotations
 
+import calendar
 from datetime import datetime
 
 from edge_agent.errors import DecodeError
+from edge_agent.instruments.decoders.base import PartialTime
 from edge_agent.instruments.decoders.gatt.ieee11073 import Medical, float32, sfloat
 
 
@@ -46,8 +48,9 @@ class Reader:
     def float32(self, field: str) -> Medical:
         return float32(self.uint(4, field))
 
-    def date_time(self, field: str = "timestamp") -> datetime | None:
-        """A 7-byte Date Time (GSS 3.70): None when a part is "unknown" (0)."""
+    def date_time(self, field: str = "timestamp") -> datetime | PartialTime:
+        """A 7-byte Date Time (GSS 3.70): a PartialTime when the year, month or day is
+        0 ("not known")."""
         year = self.uint(2, field)
         month, day, hours, minutes, seconds = self._take(5, field)
         return date_time_value(self, year, month, day, hours, minutes, seconds)
@@ -65,9 +68,10 @@ class Reader:
 
 def date_time_value(
     reader: Reader, year: int, month: int, day: int, hours: int, minutes: int, seconds: int
-) -> datetime | None:
+) -> datetime | PartialTime:
     """Check a Date Time's fields (GSS 3.70: year 1582..9999 or 0, month 1..12 or 0,
-    day 1..31 or 0, hours 0..23, minutes and seconds 0..59)."""
+    day 1..31 or 0, hours 0..23, minutes and seconds 0..59; 0 is "not known" for the
+    year, month and day, a value like any other for the time of day)."""
     if year and not 1582 <= year <= 9999:
         raise reader.error(f"year {year} outside 1582..9999")
     if month > 12 or day > 31 or hours > 23 or minutes > 59 or seconds > 59:
@@ -76,7 +80,12 @@ def date_time_value(
             f"{hours:02d}:{minutes:02d}:{seconds:02d}"
         )
     if not (year and month and day):
-        return None  # a part is "not known": no time rather than a made-up one
+        # A part is "not known": keep what is known rather than make the rest up, and
+        # still refuse a day the month never has (any year, a leap one, if it is 0).
+        partial = PartialTime(year or None, month or None, day or None, hours, minutes, seconds)
+        if month and day > calendar.monthrange(year or 2000, month)[1]:
+            raise reader.error(f"invalid date {partial.isoformat()[:10]}")
+        return partial
     try:
         return datetime(year, month, day, hours, minutes, seconds)  # noqa: DTZ001 - device local time
     except ValueError as exc:  # 31 February

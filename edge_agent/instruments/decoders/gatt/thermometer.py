@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from edge_agent.instruments.decoders.base import ReadingDraft, Record
+from edge_agent.instruments.decoders.base import PartialTime, ReadingDraft, Record
 from edge_agent.instruments.decoders.gatt.bits import check_flags
 from edge_agent.instruments.decoders.gatt.common import medical_values
+from edge_agent.instruments.decoders.gatt.date_time import draft_time
 from edge_agent.instruments.decoders.gatt.reader import Reader
 from vigie_core.contract.data import ReadingKind
 
@@ -31,17 +32,19 @@ TEMPERATURE_TYPES: Final = {
 class TemperatureMeasurement(Record):
     temperature: float | None
     unit: str
-    timestamp: datetime | None
+    timestamp: datetime | PartialTime | None
     temperature_type: str | None
     invalid: dict[str, str]
 
     def reading(self) -> ReadingDraft:
+        device_time, timing = draft_time(self.timestamp)
         return ReadingDraft(
             kind=ReadingKind.BODY_TEMPERATURE,
             values={"temperature": self.temperature},
             units={"temperature": self.unit},
             invalid=self.invalid,
-            device_time=self.timestamp,
+            device_time=device_time,
+            quality=tuple(sorted(timing)),
             context={"temperature_type": self.temperature_type} if self.temperature_type else {},
         )
 
@@ -52,7 +55,7 @@ class IntermediateTemperature(Record):
 
     temperature: float | None
     unit: str
-    timestamp: datetime | None
+    timestamp: datetime | PartialTime | None
     temperature_type: str | None
     invalid: dict[str, str]
 

@@ -11,8 +11,9 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Final
 
-from edge_agent.instruments.decoders.base import ReadingDraft, Record
+from edge_agent.instruments.decoders.base import PartialTime, ReadingDraft, Record
 from edge_agent.instruments.decoders.gatt.bits import check_flags
+from edge_agent.instruments.decoders.gatt.date_time import draft_time
 from edge_agent.instruments.decoders.gatt.reader import Reader
 from vigie_core.contract.data import ReadingKind
 
@@ -24,7 +25,7 @@ UNKNOWN_USER: Final = 0xFF
 class WeightMeasurement(Record):
     weight: float | None
     weight_unit: str
-    timestamp: datetime | None
+    timestamp: datetime | PartialTime | None
     user_id: int | None
     bmi: float | None
     height: float | None
@@ -37,12 +38,14 @@ class WeightMeasurement(Record):
         if self.bmi is not None and self.height is not None and self.height_unit:
             values |= {"bmi": self.bmi, "height": self.height}
             units |= {"bmi": "kg/m2", "height": self.height_unit}
+        device_time, timing = draft_time(self.timestamp)
         return ReadingDraft(
             kind=ReadingKind.BODY_WEIGHT,
             values=values,
             units=units,
             invalid=self.invalid,
-            device_time=self.timestamp,
+            device_time=device_time,
+            quality=tuple(sorted(timing)),
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Final
 
 from edge_agent.instruments.decoders.base import Format
@@ -21,9 +22,12 @@ SERIAL_FORMATS: Final[tuple[Format, ...]] = (
     Format("tanita", "Tanita body-composition record", "text", decode_tanita),
     Format("nmea", "NMEA 0183 GGA or RMC sentence", "text", decode_nmea),
 )
+#: A Tanita MC-780 record carries some 150 items: well over the usual line's 512 bytes.
+LONG_LINE: Final = 4096
 #: Framing name -> a new framer.
 FRAMERS: Final[dict[str, Callable[[], Framer]]] = {
     "line": LineFramer,
+    "long_line": partial(LineFramer, LONG_LINE),
     "nonin_df2": NoninDf2Framer,
 }
 #: Serial format -> the framing its byte stream needs.
@@ -31,7 +35,7 @@ FORMAT_FRAMING: Final = {
     "nonin_text": "line",
     "nonin_df2": "nonin_df2",
     "and_standard": "line",
-    "tanita": "line",
+    "tanita": "long_line",
     "nmea": "line",
 }
 

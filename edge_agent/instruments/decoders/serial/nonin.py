@@ -1,17 +1,29 @@
 """Nonin pulse oximeters over serial: the ASCII line output and binary Data Format 2.
 
-Data Format 2 (Nonin OEM III module specification, "Data Format #2"): 5-byte frames
-``01 STATUS PLETH BYTE4 CHK`` with CHK the sum of the first four bytes modulo 256; 25
-frames make a packet (3 a second), the first with the SYNC bit. BYTE4 carries, by
-frame position, the heart rate (9 bits over two frames), SpO2, the firmware
-revision, and display-averaged (-D) and extended (E-) values. A heart rate of 511 and
-an SpO2 of 127 mean "no value".
+Manuals followed:
+
+- Data Format 2: Nonin OEM III module specification, "Data Format #2": 5-byte frames
+  ``01 STATUS PLETH BYTE4 CHK`` with CHK the sum of the first four bytes modulo 256;
+  25 frames make a packet (3 a second), the first with the SYNC bit. BYTE4 carries, by
+  frame position, the heart rate (9 bits over two frames), SpO2, the firmware revision,
+  and display-averaged (-D) and extended (E-) values. A heart rate of 511 and an SpO2
+  of 127 mean "no value".
+- ASCII output, one line a second, CR LF (Avant 9600 operator's manual, 5.3 "Real-Time
+  Patient Data Output"): ``SPO2=XXX HR=YYY``, three digits each, ``---`` when there is
+  no value (2500 PalmSAT and 8500 manuals, "Communications", "Serial Output"). Avant
+  4000/4100 and 9600 ("Real-Time Patient Data Output"): `` F`` appended when DIP
+  switch 8 selects the fast-responding values, ``*`` for an operator's event marker.
+  9847 ("Communications", "Real-Time Serial Output") and 8600V ("Real-Time Data
+  Output"): the line starts with the oximeter's clock, ``HH:MM:SS SPO2=XXX HR=YYY``;
+  ``*`` marks an event, ``B`` a breath detected in the interval. At power-up a header
+  (format, date and time) precedes the data: it is not a data line and is refused.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import time
 from typing import Final
 
 from edge_agent.errors import DecodeError
@@ -26,6 +38,7 @@ from edge_agent.instruments.decoders.serial.framing import (
     df2_frame_ok,
 )
 from edge_agent.instruments.decoders.serial.text import ascii_line
+from edge_agent.instruments.readings import DEVICE_TIME_PARTIAL
 from vigie_core.contract.data import ReadingKind
 
 MISSING_HR: Final = 511
@@ -54,17 +67,24 @@ class NoninReading(Record):
     firmware_revision: int | None = None
     details: dict[str, int | None] = field(default_factory=dict)
     invalid: dict[str, str] = field(default_factory=dict)
+    #: The oximeter's clock (ASCII output of some models): a time of day, no date.
+    time_of_day: time | None = None
+    #: The fast-responding values rather than the averaged ones (ASCII `` F``).
+    fast: bool = False
 
     def reading(self) -> ReadingDraft:
         quality = set(self.status)
         if self.perfusion in ("red", "yellow"):
             quality.add("low_perfusion" if self.perfusion == "red" else "marginal_perfusion")
+        if self.time_of_day is not None:
+            quality.add(DEVICE_TIME_PARTIAL)
         return ReadingDraft(
             kind=ReadingKind.PULSE_OXIMETRY,
             values={"spo2": self.spo2, "pulse_rate": self.pulse_rate},
             units={"spo2": "%", "pulse_rate": "/min"},
             invalid=self.invalid,
             quality=tuple(sorted(quality)),
+            context={"averaging": "fast"} if self.fast else {},
         )
 
 
@@ -157,34 +177,53 @@ def encode_nonin_df2_packet(
 
 # --- ASCII line output -------------------------------------------------------------------
 
-_TEXT_RE: Final = re.compile(r"^SPO2=(\d{3}|---)\s+HR=(\d{3}|---)(?:\s+(.*))?$")
+_TEXT_RE: Final = re.compile(
+    r"(?:(?P<time>\d{2}:\d{2}:\d{2}) +)?"
+    r"SPO2=(?P<spo2>\d{3}|---) +HR=(?P<hr>\d{3}|---)(?P<markers>(?: *[FB*])*)"
+)
+#: Markers a line may end with, by the manuals above (``F``: a context, not a flag).
+TEXT_MARKERS: Final = {"*": "event_marker", "B": "breath_detected"}
 
 
 def decode_nonin_text(frame: bytes) -> NoninReading:
-    """``SPO2=097 HR=072``: three digits or ``---`` when the oximeter has no value
-    (finger out, searching); any further tokens are status markers and kept."""
-    line = ascii_line("nonin_text", frame).strip()
-    match = _TEXT_RE.match(line)
+    """``[HH:MM:SS ]SPO2=097 HR=072[ F][*][B]``: the time of day, when the model sends
+    one, is kept in the record but has no date, so the reading is timed on reception
+    (quality ``device_time_partial``)."""
+    line = ascii_line("nonin_text", frame).strip(" ")
+    match = _TEXT_RE.fullmatch(line)
     if match is None:
-        raise DecodeError("nonin_text", f"{line[:30]!r} is not 'SPO2=ddd HR=ddd'")
-    spo2 = None if match[1] == "---" else float(match[1])
-    heart = None if match[2] == "---" else float(match[2])
+        raise DecodeError(
+            "nonin_text", f"{line[:30]!r} is not a data line [hh:mm:ss ]SPO2=ddd HR=ddd"
+        )
+    clock: time | None = None
+    if match["time"] is not None:
+        try:
+            clock = time.fromisoformat(match["time"])
+        except ValueError:
+            raise DecodeError("nonin_text", f"time {match['time']} is not hh:mm:ss") from None
+    markers = match["markers"].replace(" ", "")
+    if len(set(markers)) != len(markers):
+        raise DecodeError("nonin_text", f"marker repeated in {markers!r}")
+    spo2 = None if match["spo2"] == "---" else float(match["spo2"])
+    heart = None if match["hr"] == "---" else float(match["hr"])
     if spo2 is not None and spo2 > 100:
         raise DecodeError("nonin_text", f"SpO2 {spo2:g} above 100 %")
-    markers = frozenset(token.lower() for token in (match[3] or "").split())
-    if any(not re.fullmatch(r"[a-z][a-z0-9_]{0,19}(=[a-z0-9]{1,8})?", token) for token in markers):
-        raise DecodeError("nonin_text", "unexpected status markers")
     values = {"spo2": spo2, "pulse_rate": heart}
     return NoninReading(
         spo2=spo2,
         pulse_rate=heart,
-        status=frozenset(marker for marker in markers if "=" not in marker),
+        status=frozenset(TEXT_MARKERS[marker] for marker in markers if marker in TEXT_MARKERS),
         invalid=_missing(values, "no_value"),
+        time_of_day=clock,
+        fast="F" in markers,
     )
 
 
-def format_nonin_text(spo2: int | None, pulse_rate: int | None) -> str:
+def format_nonin_text(spo2: int | None, pulse_rate: int | None) -> bytes:
+    """One line as a 2500 or Avant 9600 sends it, CR LF included (for simulators and
+    tests)."""
+
     def field_text(value: int | None) -> str:
         return "---" if value is None else f"{value:03d}"
 
-    return f"SPO2={field_text(spo2)} HR={field_text(pulse_rate)}"
+    return f"SPO2={field_text(spo2)} HR={field_text(pulse_rate)}\r\n".encode("ascii")
