@@ -442,7 +442,8 @@ class Outbox:
             "next_send = ? + ? * (1 << min(attempts, 5)) WHERE seq = ?"
         )
         params = [(now, confirm_timeout_s, seq) for seq in seqs]
-        self._db.executemany(update.format(s="held"), params)
+        if self._held:
+            self._db.executemany(update.format(s="held"), params)
         try:
             with self._transaction():
                 self._db.executemany(update.format(s="main"), params)
@@ -489,7 +490,8 @@ class Outbox:
     def resend_all(self) -> None:
         """Make every unconfirmed message due now (after a reconnection)."""
         self._not_before.clear()
-        self._db.execute("UPDATE held.outbox SET next_send = 0 WHERE next_send > 0")
+        if self._held:
+            self._db.execute("UPDATE held.outbox SET next_send = 0 WHERE next_send > 0")
         try:
             with self._transaction():
                 self._db.execute("UPDATE main.outbox SET next_send = 0 WHERE next_send > 0")

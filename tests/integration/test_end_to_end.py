@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -40,6 +41,19 @@ def fleet_json(config: Path, *args: str) -> Any:
         timeout=60,
     )
     return json.loads(done.stdout)
+
+
+def fleet_text(config: Path, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "fleet", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "250"},
+    )
+    return done.stdout
 
 
 def stored_seqs(influx: InfluxClient, agent_id: str) -> Counter[int]:
@@ -202,6 +216,17 @@ def test_readings_command_returns_what_was_stored(
     times = [row["time"] for row in rows]
     assert times == sorted(times, reverse=True)
     assert all("systolic" in row or "systolic=" in row.get("invalid", "") for row in rows)
+    assert all("mm[Hg]" in row["units"] for row in rows)  # JSON: as stored, UCUM
+
+    # People read the units of the device's display, in readings and in the agent view.
+    table = fleet_text(fleet_config, "readings", "booth-r", "--kind", "blood_pressure")
+    assert "mmHg" in table
+    assert "mm[Hg]" not in table
+    detail = fleet_json(fleet_config, "agent", "booth-r")
+    last = {row["device"]: row["last_reading"] for row in detail["device_status"]}
+    assert last["bp1"]["kind"] == "blood_pressure"
+    assert last["ox1"]["kind"] == "pulse_oximetry"
+    assert "mmHg" in fleet_text(fleet_config, "agent", "booth-r")
 
 
 def test_an_agent_rides_out_a_broker_crash_without_losing_anything(
