@@ -27,11 +27,28 @@ from vigie_core.errors import DocumentError, TlsError
 from vigie_core.files import write_private
 from vigie_core.tls import key_pem, new_key, signing_request
 
-app = typer.Typer(help="The Vigie edge agent.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(no_args_is_help=True)
 profiles_app = typer.Typer(help="Device profiles: list and validate.", no_args_is_help=True)
 app.add_typer(profiles_app, name="profiles")
 identity_app = typer.Typer(help="This agent's broker identity.", no_args_is_help=True)
 app.add_typer(identity_app, name="identity")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"edge-agent {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """The Vigie edge agent."""
+
 
 LogLevel = Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")]
 

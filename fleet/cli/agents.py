@@ -11,7 +11,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from fleet.cli.common import ConfigOption, JsonOption, fail_with, load_config, open_influx
+from fleet.cli.common import (
+    ConfigOption,
+    JsonOption,
+    duration_option,
+    fail_with,
+    load_config,
+    open_influx,
+)
 from fleet.cli.render import (
     STATUS_STYLE,
     agents_table,
@@ -53,7 +60,7 @@ def agents(config: ConfigOption = None, as_json: JsonOption = False) -> None:
 
 def agent_show(
     agent_id: Annotated[str, typer.Argument(help="The agent's id.")],
-    window: Annotated[str, typer.Option(help="Sequence accounting over: 1h, 24h, 7d...")] = "24h",
+    window: Annotated[str, duration_option("Sequence accounting over: 1h, 24h, 7d...")] = "24h",
     config: ConfigOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -125,7 +132,7 @@ def agent_show(
 def readings_command(
     agent_id: Annotated[str, typer.Argument(help="The agent's id.")],
     kind: Annotated[ReadingKind | None, typer.Option(help="Only this kind of reading.")] = None,
-    since: Annotated[str, typer.Option(help="How far back: 30m, 1h, 7d...")] = "1h",
+    since: Annotated[str, duration_option("How far back: 30m, 1h, 7d...")] = "1h",
     limit: Annotated[int, typer.Option(help="At most this many readings.")] = 100,
     config: ConfigOption = None,
     as_json: JsonOption = False,

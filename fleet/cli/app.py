@@ -3,8 +3,11 @@ command group; this one only assembles them."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from fleet import __version__
 from fleet.cli.agents import agent_show, agents, readings_command
 from fleet.cli.config import config_app
 from fleet.cli.demo import demo
@@ -13,9 +16,25 @@ from fleet.cli.rollout import rollout_app
 from fleet.cli.security import agent_app, broker_app, ca_app, db_app
 from fleet.cli.serve import serve
 
-app = typer.Typer(
-    help="Vigie fleet: service and technician tools.", no_args_is_help=True, add_completion=False
-)
+app = typer.Typer(no_args_is_help=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"fleet {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Vigie fleet: service and technician tools."""
+
+
 app.command()(serve)
 app.command()(agents)
 app.command(name="readings")(readings_command)

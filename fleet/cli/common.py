@@ -4,7 +4,7 @@ and printing an error the same way everywhere."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -13,6 +13,7 @@ from rich.markup import escape
 from fleet.config import CONFIG_ENV, FleetConfig, load_fleet_config
 from fleet.errors import FleetError
 from fleet.storage.influx import InfluxClient
+from fleet.storage.queries import check_duration
 from vigie_core.contract.identifiers import check_prefix
 from vigie_core.errors import DocumentError, TlsError
 
@@ -27,11 +28,24 @@ ConfigOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+def _duration(value: str) -> str:
+    try:
+        return check_duration(value, "the value")
+    except FleetError as exc:
+        raise typer.BadParameter(str(exc).removeprefix("the value ")) from None
+
+
 def _topic_prefix(value: str) -> str:
     try:
         return check_prefix(value)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
+
+
+def duration_option(help_text: str) -> Any:
+    """An option holding a duration (``30m``, ``7d``): anything else is a usage error,
+    exit 2, before InfluxDB is asked."""
+    return typer.Option(callback=_duration, help=help_text)
 
 
 #: A topic prefix given on the command line, by the contract's rule.

@@ -225,6 +225,16 @@ class AgentDetail:
         }
 
 
+def check_duration(value: str, option: str) -> str:
+    """An InfluxQL duration a technician may give (``30m``, ``24h``, ``7d``, ``2w``), or
+    QueryError naming ``option``."""
+    if not _DURATION_RE.match(value):
+        raise QueryError(
+            f"{option} {value!r} is not a duration: a number and s, m, h, d or w (30m, 24h, 7d)"
+        )
+    return value
+
+
 _READING_KINDS: Final = frozenset(kind.value for kind in ReadingKind)
 
 
@@ -235,8 +245,7 @@ def _with_iso_time(row: dict[str, Any]) -> dict[str, Any]:
 def agent_detail(
     client: InfluxClient, agent_id: str, now: datetime, window: str = "24h"
 ) -> AgentDetail:
-    if not _DURATION_RE.match(window):
-        raise QueryError(f"--window {window!r} is not a duration such as 1h, 24h, 7d")
+    check_duration(window, "--window")
     views = list_agents(client, now, agent_id=agent_id)
     if not views:
         raise QueryError(f"no agent {agent_id!r} has ever reported to this fleet")
@@ -288,8 +297,7 @@ def readings(
 ) -> list[dict[str, Any]]:
     """An agent's readings, newest first, one dict per reading with its ``kind``."""
     _ident(agent_id, "agent id")
-    if not _DURATION_RE.match(since):
-        raise QueryError(f"--since {since!r} is not a duration such as 30m, 1h, 7d")
+    check_duration(since, "--since")
     if not 1 <= limit <= 100_000:
         raise QueryError("--limit must be between 1 and 100000")
     kinds = [kind.value] if kind else [item.value for item in ReadingKind]
