@@ -86,3 +86,36 @@ def every_kind_of_message(at: datetime = AT) -> list[Message]:
             ),
         ),
     ]
+
+
+#: The Tanita SC-240 manual's output sample ("Connection with a personal computer",
+#: output sample: Standard, Male, 30 years, 170 cm), without the spaces the manual
+#: typesets after each comma (the checksum FD is that of the bytes without them),
+#: then CR LF; and what it holds, as the manual's table reads it.
+SC240 = (
+    b'{0,16,~0,1,~1,1,~2,1,MO,"SC-240",SN,"00000002",Bt,0,GE,1,AG,30,Hm,170,Pt,0.0,'
+    b"Wk,82.7,FW,18.6,fW,15.4,MW,67.3,mW,64.0,sW,19,bW,3.3,wW,48.0,ww,58.0,MI,28.6,"
+    b"Sw,63.6,OV,30.0,IF,6,rb,8255,rB,1973,rJ,12,rA,28,ZF,369.4,CS,FD\r\n"
+)
+SC240_VALUES = {
+    "weight": 82.7,
+    "height": 170.0,
+    "bmi": 28.6,
+    "body_fat_percentage": 18.6,
+    "fat_mass": 15.4,
+    "fat_free_mass": 67.3,
+    "total_body_water": 48.0,
+    "basal_metabolic_rate": 8255.0,  # rb: kJ (rB, 1973, is the same in kcal)
+    "impedance": 369.4,  # ZF: 50 kHz
+}
+SC240_UNITS = {
+    "weight": "kg",
+    "height": "cm",
+    "bmi": "kg/m2",
+    "body_fat_percentage": "%",
+    "fat_mass": "kg",
+    "fat_free_mass": "kg",
+    "total_body_water": "kg",
+    "basal_metabolic_rate": "kJ",
+    "impedance": "Ohm",
+}

@@ -24,6 +24,7 @@ from fleet.devstack.services import Mosquitto
 from fleet.releases.artifacts import ArtifactServer
 from fleet.security.pki import Role
 from fleet.storage.influx import InfluxClient
+from tests.conftest import PLAYS_ANY_AGENT
 from vigie_core.tls import BrokerCredentials, client_context
 
 REPO = Path(__file__).resolve().parents[2]
@@ -110,6 +111,17 @@ class Processes:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@pytest.fixture
+def publisher(mosquitto: Mosquitto) -> Iterator[mqtt.Client]:
+    """A client that may publish as any agent (to play hostile or broken ones)."""
+    client = mqtt_client(mosquitto, "test-publisher", mosquitto.credentials(PLAYS_ANY_AGENT))
+    client.connect(mosquitto.host, mosquitto.port or 0)
+    client.loop_start()
+    yield client
+    client.disconnect()
+    client.loop_stop()
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from fleet.security.pki import Role
 from fleet.storage.influx import InfluxClient
 from fleet.storage.lineprotocol import Point
 from fleet.storage.points import ns
-from tests.conftest import PLAYS_ANY_AGENT
 from tests.grafana_queries import dashboard_queries, runnable
 from tests.samples import every_kind_of_message
 from vigie_core.contract.codec import MAX_PAYLOAD_BYTES, encode
@@ -55,16 +54,6 @@ def service(
     assert running.subscribed.wait(10)
     yield running
     running.stop()
-
-
-@pytest.fixture
-def publisher(mosquitto: Mosquitto) -> Iterator[mqtt.Client]:
-    client = mqtt_client(mosquitto, "test-publisher", mosquitto.credentials(PLAYS_ANY_AGENT))
-    client.connect(mosquitto.host, mosquitto.port or 0)
-    client.loop_start()
-    yield client
-    client.disconnect()
-    client.loop_stop()
 
 
 def publish(client: mqtt.Client, topic: str, payload: bytes) -> None:

@@ -27,35 +27,19 @@ import pytest
 
 from edge_agent.instruments.decoders.serial.nonin import encode_nonin_df2_packet
 from fleet.storage.influx import InfluxClient
-from vigie_core.contract.data import ReadingKind
+from fleet.storage.points import SCHEMA
+from tests.samples import SC240, SC240_UNITS, SC240_VALUES
+from vigie_core.contract.data import READING_FIELDS, ReadingKind
 
 from .conftest import AgentFactory, Processes, wait_until
 
 pytestmark = pytest.mark.integration
 
-SC240 = (
-    b'{0,16,~0,1,~1,1,~2,1,MO,"SC-240",SN,"00000002",Bt,0,GE,1,AG,30,Hm,170,Pt,0.0,'
-    b"Wk,82.7,FW,18.6,fW,15.4,MW,67.3,mW,64.0,sW,19,bW,3.3,wW,48.0,ww,58.0,MI,28.6,"
-    b"Sw,63.6,OV,30.0,IF,6,rb,8255,rB,1973,rJ,12,rA,28,ZF,369.4,CS,FD\r\n"
-)
-#: Fields every stored reading from a real instrument may carry besides its values.
-POINT_FIELDS = {
-    "time",
-    "agent_id",
-    "device",
-    "seq",
-    "historical",
-    "delay_s",
-    "units",
-    "invalid",
-    "quality",
-    "context",
-    "profile",
-    "address",
-    "serial_number",
-    "device_clock_offset_s",
-    "consultation_id",
-}
+
+def point_fields(kind: ReadingKind) -> set[str]:
+    """What a stored reading may carry besides its values: the fleet's schema for the
+    kind, less the kind's value fields."""
+    return {"time", *SCHEMA[kind.value]} - set(READING_FIELDS[kind])
 
 
 @dataclass(frozen=True)
@@ -74,28 +58,8 @@ CASES = {
         "tanita_body_composition",
         ReadingKind.BODY_COMPOSITION,
         SC240,
-        {
-            "weight": 82.7,
-            "height": 170.0,
-            "bmi": 28.6,
-            "body_fat_percentage": 18.6,
-            "fat_mass": 15.4,
-            "fat_free_mass": 67.3,
-            "total_body_water": 48.0,
-            "basal_metabolic_rate": 8255.0,
-            "impedance": 369.4,
-        },
-        {
-            "weight": "kg",
-            "height": "cm",
-            "bmi": "kg/m2",
-            "body_fat_percentage": "%",
-            "fat_mass": "kg",
-            "fat_free_mass": "kg",
-            "total_body_water": "kg",
-            "basal_metabolic_rate": "kJ",
-            "impedance": "Ohm",
-        },
+        SC240_VALUES,
+        SC240_UNITS,
     ),
     "nonin_text": Case(
         "nonin_text",
@@ -206,7 +170,7 @@ def test_the_manuals_bytes_reach_influxdb(
         )
         # Nothing else is stored: no age, gender or body type of the person measured.
         present = {key for key, value in row.items() if value is not None}
-        assert present - POINT_FIELDS == set(case.values)
+        assert present - point_fields(case.kind) == set(case.values)
     events = influx.query(f"SELECT * FROM agent_event WHERE agent_id = '{agent_id}'")
     names = [row.get("name") for item in events for row in item.rows()]
     assert "decode_error" not in names, processes.log("agent")

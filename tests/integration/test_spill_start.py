@@ -20,7 +20,6 @@ from fleet.devstack.services import Mosquitto
 from fleet.errors import InfluxRejected
 from fleet.security.pki import Role
 from fleet.storage.influx import Series
-from tests.conftest import PLAYS_ANY_AGENT
 from vigie_core.contract.codec import encode
 from vigie_core.contract.data import Reading, ReadingKind, StoredAck
 from vigie_core.contract.topics import Topics
@@ -43,16 +42,6 @@ def reading(seq: int) -> Reading:
         values={"systolic": 120.0},
         units={"systolic": "mm[Hg]"},
     )
-
-
-@pytest.fixture
-def publisher(mosquitto: Mosquitto) -> Iterator[mqtt.Client]:
-    client = mqtt_client(mosquitto, "test-publisher", mosquitto.credentials(PLAYS_ANY_AGENT))
-    client.connect(mosquitto.host, mosquitto.port or 0)
-    client.loop_start()
-    yield client
-    client.disconnect()
-    client.loop_stop()
 
 
 @pytest.fixture

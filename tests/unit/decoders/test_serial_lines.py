@@ -24,14 +24,7 @@ from edge_agent.instruments.decoders import registry
 from edge_agent.instruments.decoders.serial.framing import LineFramer
 from edge_agent.instruments.decoders.serial.tanita import TanitaRecord, format_tanita_record
 from edge_agent.instruments.readings import DEVICE_CLOCK_INVALID, DEVICE_TIME_PARTIAL
-
-#: The SC-240 manual's output sample, without the spaces the manual typesets after each
-#: comma (the checksum FD is that of the bytes without them), then CR LF.
-SC240 = (
-    b'{0,16,~0,1,~1,1,~2,1,MO,"SC-240",SN,"00000002",Bt,0,GE,1,AG,30,Hm,170,Pt,0.0,'
-    b"Wk,82.7,FW,18.6,fW,15.4,MW,67.3,mW,64.0,sW,19,bW,3.3,wW,48.0,ww,58.0,MI,28.6,"
-    b"Sw,63.6,OV,30.0,IF,6,rb,8255,rB,1973,rJ,12,rA,28,ZF,369.4,CS,FD\r\n"
-)
+from tests.samples import SC240, SC240_UNITS, SC240_VALUES
 
 
 def _lines(data: bytes, framer: LineFramer | None = None) -> list[bytes]:
@@ -57,19 +50,8 @@ def test_sc240_sample_decodes_and_never_lets_the_person_through() -> None:
     record = registry.decode("tanita", frame)
     draft = record.reading()
     assert draft is not None
-    assert dict(draft.values) == {
-        "weight": 82.7,
-        "height": 170.0,
-        "bmi": 28.6,
-        "body_fat_percentage": 18.6,
-        "fat_mass": 15.4,
-        "fat_free_mass": 67.3,
-        "total_body_water": 48.0,
-        "basal_metabolic_rate": 8255.0,  # rb: kJ
-        "impedance": 369.4,  # ZF: 50 kHz
-    }
-    assert draft.units["basal_metabolic_rate"] == "kJ"
-    assert draft.units["impedance"] == "Ohm"
+    assert dict(draft.values) == SC240_VALUES
+    assert dict(draft.units) == SC240_UNITS
     assert (draft.device_time, draft.quality) == (None, ())  # the SC-240 has no clock
     assert isinstance(record, TanitaRecord)
     assert (record.model, record.serial_number) == ("SC-240", "00000002")
@@ -157,7 +139,8 @@ def test_an_unset_clock_keeps_the_reading_flagged() -> None:
         (SC240[:-4] + b"00", "checksum 00, computed FD"),
         (SC240[:-2] + b"}", "no brace"),  # the invented form the old simulator sent
         (SC240[:120], "truncated"),
-        (SC240[:-4] + b"F", "not two hex digits"),
+        (SC240[:-4] + b"F", "not two uppercase hex digits"),
+        (SC240[:-4] + b"fd", "not two uppercase hex digits"),  # the manuals: uppercase
         (SC240[:-2].replace(b",", b", "), "without its spaces after commas"),
         (b"Wk,82.7,CS,00", "no '{'"),
         (b"junk before the record " + SC240, "bytes before"),

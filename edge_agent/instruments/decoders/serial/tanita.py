@@ -138,12 +138,12 @@ def _checked_body(frame: bytes) -> str:
     if match is None:
         raise _error("no checksum CS,hh at the end (a truncated record?)")
     given = match[1]
-    if not re.fullmatch(r"[0-9A-Fa-f]{2}", given):
-        raise _error(f"checksum {given[:8]!r} is not two hex digits")
+    if not re.fullmatch(r"[0-9A-F]{2}", given):  # the manuals: two uppercase hex digits
+        raise _error(f"checksum {given[:8]!r} is not two uppercase hex digits")
     body = line[: match.start() + 1]
     expected = tanita_checksum(body.encode("ascii"))
-    if given.upper() != expected:
-        if given.upper() == tanita_checksum(re.sub(r", +", ",", body).encode("ascii")):
+    if given != expected:
+        if given == tanita_checksum(re.sub(r", +", ",", body).encode("ascii")):
             # The manuals' samples typeset spaces the device never sends.
             raise _error(
                 f"checksum {given} is that of the record without its spaces after commas "
