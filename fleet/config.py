@@ -143,12 +143,25 @@ class ArtifactSettings(_Section):
     url: HttpUrlString | None = None
 
 
+class StatusSettings(_Section):
+    #: How often each agent's state, each rollout and each pushed configuration are
+    #: written for the dashboards and alerts (``fleet.status``): one point per agent per
+    #: interval; availability is resolved to it.
+    interval_s: int = Field(default=60, ge=5, le=3600)
+    #: The revocation list the broker checks clients against: its remaining validity
+    #: is written too (``crl_status``), for the alert that comes before the broker
+    #: refuses every agent. Read at every interval (it is re-signed in place), so a
+    #: missing file is reported then, not refused at start.
+    crl_file: Path | None = None
+
+
 class FleetConfig(_Section):
     schema_version: Literal[1]
     mqtt: MqttSettings
     influxdb: InfluxSettings = Field(default_factory=InfluxSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     artifacts: ArtifactSettings = Field(default_factory=ArtifactSettings)
+    status: StatusSettings = Field(default_factory=StatusSettings)
 
 
 def load_fleet_config(path: Path | None) -> FleetConfig:

@@ -1,7 +1,8 @@
 """``fleet serve``: what one fleet instance runs, until it is asked to stop.
 
-The ingest (``fleet.ingest``), the rollout driver (``fleet.rollouts``) and, when
-configured, the release server (``fleet.releases``) run side by side.
+The ingest (``fleet.ingest``), the rollout driver (``fleet.rollouts``), the status
+recorder (``fleet.status``) and, when configured, the release server
+(``fleet.releases``) run side by side.
 
 InfluxDB is checked first, with capped, jittered backoff until it answers: the
 database is created, or on a secured server our access to it is checked (refused
@@ -26,6 +27,7 @@ from fleet.ingest.service import IngestService
 from fleet.link import BrokerLink
 from fleet.releases.artifacts import ArtifactServer
 from fleet.rollouts.driver import RolloutDriver
+from fleet.status.recorder import StatusRecorder
 from fleet.storage.influx import InfluxClient
 from vigie_core.backoff import backoff_delay
 
@@ -145,8 +147,10 @@ def run_service(
     link = BrokerLink(settings.mqtt)  # one connection: the broker binds it to our identity
     ingest = IngestService(settings, influx, link, influx_ready=influx_ready)
     rollouts = RolloutDriver(settings, link)
+    status = StatusRecorder(settings, influx, link, rollouts, influx_ready)
     ingest.start()
     rollouts.start()
+    status.start()
     link.start()
     artifacts = serve_artifacts(settings)
     log.info(
@@ -168,6 +172,7 @@ def run_service(
             stats.stored_points,
             dict(stats.rejected) or "none",
         )
+    status.stop()
     rollouts.stop()
     ingest.stop()
     link.stop()

@@ -20,7 +20,7 @@ from fleet.link import BrokerLink
 from fleet.rollouts.plan import RolloutStatus, State
 from fleet.rollouts.view import RolloutView
 from vigie_core.contract.codec import encode
-from vigie_core.contract.releases import DesiredRelease
+from vigie_core.contract.releases import DesiredRelease, ReportedRelease
 from vigie_core.contract.rollouts import RolloutProgress
 from vigie_core.contract.topics import Topics
 
@@ -97,6 +97,14 @@ class RolloutDriver:
                 log.exception("rollouts: a step failed; trying again later")
             # Agents report every tenth of a download: take such bursts in one step.
             self._stopping.wait(COALESCE_S)
+
+    def snapshot(self) -> tuple[list[RolloutStatus], dict[str, ReportedRelease]] | None:
+        """Every rollout's status and every agent's release report, once the retained
+        messages are in (None before: a half-read view would show wrong counts)."""
+        if not self._settled():
+            return None
+        with self._lock:
+            return self._view.statuses(), dict(self._view.reported)
 
     def step(self) -> None:
         """Evaluate every rollout and publish what it calls for."""

@@ -4,28 +4,7 @@ Every point of a data message is written with the measurement's own timestamp an
 the same tags each time, so a redelivered message overwrites itself instead of
 doubling (InfluxDB identifies a point by measurement, tag set and time).
 
-Measurements (the Grafana dashboards may query only these, and only these fields):
-
-- one per :class:`~vigie_core.contract.data.ReadingKind` (``blood_pressure``, ...):
-  tags ``agent_id``, ``device``; fields: the reading's values, ``seq``,
-  ``units``/``invalid``/``context`` as ``name=value;...`` strings and ``quality`` as
-  ``flag;flag`` when present; from a real instrument ``profile``, ``address``,
-  ``serial_number`` and ``device_clock_offset_s`` (agent receive time minus device time);
-- ``agent_health``: tags ``agent_id``; numeric health fields, ``agent_version``,
-  ``devices_ok``, ``devices_total``, ``seq``;
-- ``device_status``: tags ``agent_id``, ``device``, ``kind``; fields ``status``,
-  ``ok`` (1 or 0), ``last_reading_age_s`` (absent when the device never read), and when
-  known ``battery_percent``, ``calibration_due_days`` (negative: overdue), ``detail``;
-- ``agent_event``: tags ``agent_id``, ``name``, ``severity``; fields ``detail``, ``seq``;
-- ``agent_presence``: tags ``agent_id``; fields ``online``, ``session`` and, from a
-  birth, ``site_id``, ``site_name``, ``kind``, ``agent_version``, ``devices`` (JSON) and
-  ``opening_hours`` (JSON). Time: the fleet's receive time (a Last Will has no other);
-- ``agent_delivery``: tags ``agent_id``; field ``duplicates``: redeliveries a fleet
-  instance stored again (harmlessly), written when it happens. Time: receive time;
-- ``dead_letter``: tags ``reason``; fields ``topic``, ``detail``, ``size``, ``payload``
-  (the first bytes, decoded leniently). Time: receive time;
-- ``fleet_event``: tags ``instance`` (the fleet instance's identity), ``name``
-  (``session_taken_over``); field ``detail``. Time: when the instance noticed.
+The measurements, their tags and fields are listed in ``fleet.storage.schema``.
 """
 
 from __future__ import annotations
@@ -35,113 +14,29 @@ from datetime import datetime
 from typing import Final
 
 from fleet.storage.lineprotocol import FieldValue, Point
+from fleet.storage.schema import (
+    AGENT_DELIVERY,
+    AGENT_EVENT,
+    AGENT_HEALTH,
+    AGENT_PRESENCE,
+    DEAD_LETTER,
+    DEVICE_STATUS,
+    FLEET_EVENT,
+)
 from vigie_core.contract.codec import Message
 from vigie_core.contract.data import (
     EARLIEST_VALID_TIME,
-    READING_FIELDS,
     Batch,
     DataMessage,
     DeviceStatusCode,
     Event,
     HealthReport,
     Reading,
-    ReadingKind,
     StoredAck,
 )
 from vigie_core.contract.presence import AgentState
 from vigie_core.contract.releases import DesiredRelease, ReportedRelease
 from vigie_core.contract.settings import DesiredConfig, ReportedConfig
-
-AGENT_HEALTH: Final = "agent_health"
-DEVICE_STATUS: Final = "device_status"
-AGENT_EVENT: Final = "agent_event"
-AGENT_PRESENCE: Final = "agent_presence"
-DEAD_LETTER: Final = "dead_letter"
-AGENT_DELIVERY: Final = "agent_delivery"
-FLEET_EVENT: Final = "fleet_event"
-READING_MEASUREMENTS: Final = frozenset(kind.value for kind in ReadingKind)
-
-#: The ``agent_presence`` fields that carry a birth's details.
-BIRTH_FIELDS: Final = (
-    "site_id",
-    "site_name",
-    "kind",
-    "agent_version",
-    "devices",
-    "opening_hours",
-    "tags",
-)
-
-#: What every point of a data message carries.
-_DATA_FIELDS: Final = (
-    "agent_id",
-    "seq",
-    "historical",
-    "delay_s",
-    "clock_suspect",
-    "reported_time_ns",
-)
-
-#: What a reading's point may carry besides its values.
-_READING_EXTRAS: Final = (
-    "units",
-    "invalid",
-    "quality",
-    "context",
-    "profile",
-    "address",
-    "serial_number",
-    "device_clock_offset_s",
-    "consultation_id",
-)
-
-#: Every measurement the fleet writes and the fields (and tags) it may carry: the
-#: contract the Grafana dashboards are checked against (tests/unit/test_grafana.py).
-SCHEMA: Final[dict[str, frozenset[str]]] = {
-    **{
-        kind.value: frozenset({*fields, *_DATA_FIELDS, *_READING_EXTRAS, "device"})
-        for kind, fields in READING_FIELDS.items()
-    },
-    AGENT_HEALTH: frozenset(
-        {
-            *_DATA_FIELDS,
-            "agent_version",
-            "uptime_s",
-            "cpu_percent",
-            "memory_percent",
-            "disk_percent",
-            "devices_ok",
-            "devices_total",
-            "backlog_messages",
-            "backlog_oldest_s",
-            "resent_messages",
-            "dropped_messages",
-            "refused_messages",
-            "disk_free_bytes",
-            "disk_low",
-            "outbox_bytes",
-            "held_messages",
-        }
-    ),
-    DEVICE_STATUS: frozenset(
-        {
-            "agent_id",
-            "device",
-            "kind",
-            "status",
-            "ok",
-            "last_reading_age_s",
-            "battery_percent",
-            "calibration_due_days",
-            "detail",
-        }
-    ),
-    AGENT_EVENT: frozenset({*_DATA_FIELDS, "name", "severity", "detail"}),
-    AGENT_PRESENCE: frozenset({"agent_id", "online", "session", *BIRTH_FIELDS}),
-    DEAD_LETTER: frozenset({"reason", "topic", "detail", "size", "payload"}),
-    AGENT_DELIVERY: frozenset({"agent_id", "duplicates"}),
-    FLEET_EVENT: frozenset({"instance", "name", "detail"}),
-}
 
 #: A measurement time this far ahead of reception comes from a wrong clock.
 MAX_CLOCK_AHEAD_NS: Final = 5 * 60 * 1_000_000_000

@@ -6,6 +6,7 @@ nothing from the command line reaches InfluxQL unchecked.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import re
@@ -16,7 +17,8 @@ from typing import Any, Final
 
 from fleet.errors import QueryError
 from fleet.storage.influx import InfluxClient
-from fleet.storage.points import (
+from fleet.storage.presence import AgentStatus, PresenceRecord, agent_status, current_presence
+from fleet.storage.schema import (
     AGENT_DELIVERY,
     AGENT_EVENT,
     AGENT_HEALTH,
@@ -24,7 +26,6 @@ from fleet.storage.points import (
     BIRTH_FIELDS,
     DEVICE_STATUS,
 )
-from fleet.storage.presence import AgentStatus, PresenceRecord, agent_status, current_presence
 from vigie_core.contract.data import ReadingKind
 from vigie_core.contract.presence import OpeningHours
 
@@ -32,7 +33,8 @@ _IDENT_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _DURATION_RE = re.compile(r"^[1-9]\d{0,5}[smhdw]$")
 #: How many state changes per agent are read to find its current presence.
 _PRESENCE_DEPTH = 20
-_DATA_MEASUREMENTS = [AGENT_HEALTH, AGENT_EVENT, *(kind.value for kind in ReadingKind)]
+#: Every measurement that holds numbered messages (readings, health, events).
+DATA_MEASUREMENTS: Final = [AGENT_HEALTH, AGENT_EVENT, *(kind.value for kind in ReadingKind)]
 
 
 def from_ns(value: int) -> datetime:
@@ -107,7 +109,7 @@ def _presence_records(
 def _last_seen(client: InfluxClient, agent_id: str | None) -> dict[str, datetime]:
     where = f" WHERE agent_id = '{_ident(agent_id, 'agent id')}'" if agent_id else ""
     series = client.query(
-        f'SELECT last("seq") FROM {_quoted(_DATA_MEASUREMENTS)}{where} GROUP BY agent_id'
+        f'SELECT last("seq") FROM {_quoted(DATA_MEASUREMENTS)}{where} GROUP BY agent_id'
     )
     seen: dict[str, datetime] = {}
     for item in series:
@@ -205,6 +207,68 @@ def summarize_delivery(
 
 
 @dataclass(frozen=True, slots=True)
+class SeqWindow:
+    """One agent's sequence numbers stored over the recent window, and the messages it
+    counted as dropped over the same window."""
+
+    stored: int
+    first: int
+    last: int
+    dropped: int = 0
+
+    @property
+    def missing(self) -> int:
+        """Numbers neither stored nor counted as dropped (never below zero: drops may
+        concern messages outside the window)."""
+        return max(0, self.last - self.first + 1 - self.stored - self.dropped)
+
+
+def merge_seq_windows(parts: Iterable[tuple[int, int, int]]) -> SeqWindow | None:
+    """(count, min, max) per measurement → one agent's window (None: nothing stored)."""
+    found = [part for part in parts if part[0] > 0]
+    if not found:
+        return None
+    return SeqWindow(
+        stored=sum(count for count, _, _ in found),
+        first=min(first for _, first, _ in found),
+        last=max(last for _, _, last in found),
+    )
+
+
+def seq_windows(
+    client: InfluxClient, window: str = "1h", settle: str = "1m"
+) -> dict[str, SeqWindow]:
+    """Per agent, the sequence numbers stored from ``window`` ago until ``settle`` ago
+    (messages still on their way are left out) and the drops it counted meanwhile: one
+    aggregate query for the whole fleet, never a row per message."""
+    check_duration(window, "window")
+    check_duration(settle, "settle")
+    when = f"time > now() - {window} AND time < now() - {settle}"
+    parts: dict[str, list[tuple[int, int, int]]] = {}
+    for item in client.query(
+        f'SELECT count("seq"), min("seq"), max("seq") FROM {_quoted(DATA_MEASUREMENTS)} '
+        f"WHERE {when} GROUP BY agent_id"
+    ):
+        for row in item.rows():
+            if row.get("count"):
+                parts.setdefault(item.tags["agent_id"], []).append(
+                    (int(row["count"]), int(row["min"]), int(row["max"]))
+                )
+    dropped: dict[str, int] = {}
+    for item in client.query(
+        f'SELECT spread("dropped_messages") FROM "{AGENT_HEALTH}" WHERE {when} GROUP BY agent_id'
+    ):
+        for row in item.rows():
+            dropped[item.tags["agent_id"]] = int(row.get("spread") or 0)
+    found = {}
+    for agent, agent_parts in parts.items():
+        merged = merge_seq_windows(agent_parts)
+        if merged is not None:
+            found[agent] = dataclasses.replace(merged, dropped=dropped.get(agent, 0))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
 class AgentDetail:
     """``fleet agent ID``: the agent's row, its latest health and its instruments."""
 
@@ -280,7 +344,7 @@ def agent_detail(
     since = f"agent_id = '{agent_id}' AND time > now() - {window}"
     seqs = [
         row["seq"]
-        for item in client.query(f"SELECT seq FROM {_quoted(_DATA_MEASUREMENTS)} WHERE {since}")
+        for item in client.query(f"SELECT seq FROM {_quoted(DATA_MEASUREMENTS)} WHERE {since}")
         for row in item.rows()
     ]
     repeats = client.query(f'SELECT sum("duplicates") FROM "{AGENT_DELIVERY}" WHERE {since}')

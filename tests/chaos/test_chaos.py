@@ -30,7 +30,7 @@ from fleet.devstack.processes import fleet_serve_args, wait_until_subscribed
 from fleet.devstack.services import Mosquitto
 from fleet.security.pki import Role
 from fleet.storage.influx import InfluxClient
-from fleet.storage.points import AGENT_EVENT, AGENT_HEALTH
+from fleet.storage.schema import AGENT_EVENT, AGENT_HEALTH
 from vigie_core.contract.data import ReadingKind
 
 from ..integration.conftest import REPO, wait_until

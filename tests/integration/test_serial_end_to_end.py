@@ -27,7 +27,7 @@ import pytest
 
 from edge_agent.instruments.decoders.serial.nonin import encode_nonin_df2_packet
 from fleet.storage.influx import InfluxClient
-from fleet.storage.points import SCHEMA
+from fleet.storage.schema import SCHEMA
 from tests.samples import SC240, SC240_UNITS, SC240_VALUES
 from vigie_core.contract.data import READING_FIELDS, ReadingKind
 

@@ -26,6 +26,8 @@ PURE = (
     "edge_agent/storage/pacing.py",
     "fleet/storage/lineprotocol.py",
     "fleet/storage/points.py",
+    "fleet/storage/schema.py",
+    "fleet/status/derive.py",
     "fleet/storage/presence.py",
     "fleet/rollouts/plan.py",
     "fleet/desired/targets.py",
