@@ -7,10 +7,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
+import yaml
 
 from fleet.config import FleetConfig
 from fleet.devstack.influxdb import InfluxDB
@@ -21,7 +23,7 @@ from fleet.rollouts.driver import RolloutDriver
 from fleet.security.pki import Role
 from fleet.status.recorder import StatusRecorder
 from fleet.storage.influx import InfluxClient
-from tests.integration.conftest import mqtt_client, wait_until
+from tests.integration.conftest import Processes, mqtt_client, wait_until
 from tests.unit.test_desired import desired, reported
 from tests.unit.test_rollout import report, spec
 from vigie_core.contract.codec import encode
@@ -205,3 +207,28 @@ def test_the_fleet_writes_state_in_opening_hours_gaps_rollouts_configs_and_the_c
     (crl,) = influx.query('SELECT * FROM "crl_status" ORDER BY time DESC LIMIT 1')
     assert crl.rows()[0]["readable"] == 1
     assert 364 < crl.rows()[0]["days_left"] <= 365
+
+
+def test_fleet_serve_writes_the_status_every_interval(
+    processes: Processes,
+    fleet_config: Path,
+    publisher: mqtt.Client,
+    influx: InfluxClient,
+    mqtt_prefix: str,
+) -> None:
+    settings = yaml.safe_load(fleet_config.read_text())
+    settings["status"] = {"interval_s": 5}
+    fleet_config.write_text(yaml.safe_dump(settings))
+    processes.start_fleet(fleet_config)
+    topics = Topics(mqtt_prefix)
+    send(publisher, topics.state("booth-1"), encode(birth("booth-1", OpeningHours.always("UTC"))))
+
+    def ticks() -> list[dict[str, Any]]:
+        found = influx.query('SELECT "state", "online" FROM "agent_status"')
+        return found[0].rows() if found else []
+
+    wait_until(lambda: len(ticks()) >= 2, 30, "two intervals of agent_status")
+    written = ticks()
+    assert {row["state"] for row in written} == {"online"}
+    assert all(row["time"] % 5_000_000_000 == 0 for row in written)  # on the boundaries
+    assert "Traceback" not in processes.log("fleet")
