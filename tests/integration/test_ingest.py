@@ -18,11 +18,8 @@ from fleet.security.pki import Role
 from fleet.storage.influx import InfluxClient
 from fleet.storage.lineprotocol import Point
 from fleet.storage.points import ns
-from tests.grafana_queries import dashboard_queries, runnable
-from tests.samples import every_kind_of_message
 from vigie_core.contract.codec import MAX_PAYLOAD_BYTES, encode
 from vigie_core.contract.data import Reading, ReadingKind, StoredAck
-from vigie_core.contract.presence import AgentState
 from vigie_core.contract.topics import Topics
 
 from .conftest import mqtt_client, wait_until
@@ -232,31 +229,6 @@ def test_hostile_tag_values_are_stored_exactly(influx: InfluxClient, text: str) 
     influx.write([Point("m", {"n": 1}, 42, {"t": text})])
     (series,) = influx.query('SELECT * FROM "m"')
     assert series.rows() == [{"time": 42, "n": 1, "t": text}]
-
-
-def test_every_dashboard_query_runs_and_finds_what_the_fleet_stored(
-    service: IngestService,
-    publisher: mqtt.Client,
-    influx: InfluxClient,
-    mqtt_prefix: str,
-) -> None:
-    topics = Topics(mqtt_prefix)
-    messages = every_kind_of_message(datetime.now(UTC) - timedelta(minutes=1))
-    for message in messages:
-        topic = (
-            topics.state(message.agent_id)
-            if isinstance(message, AgentState)
-            else topics.topic_for(message)
-        )
-        publish(publisher, topic, encode(message))
-    publish(publisher, f"{mqtt_prefix}/v1/a/health", b"garbage")
-    wait_until(lambda: service.stats.acknowledged >= len(messages) + 1, 30, "every message")
-    # Every query runs; every panel finds data (a panel may have one query per unit a
-    # device may be set to, such as glucose in kg/L, mg/dL or mmol/L).
-    found: dict[str, bool] = {}
-    for where, query in dashboard_queries():
-        found[where] = found.get(where, False) or bool(influx.query(runnable(query)))
-    assert all(found.values()), [where for where, data in found.items() if not data]
 
 
 def test_nothing_is_acknowledged_while_influxdb_is_down_and_all_arrives_after(
