@@ -146,8 +146,13 @@ class ArtifactSettings(_Section):
 class StatusSettings(_Section):
     #: How often each agent's state, each rollout and each pushed configuration are
     #: written for the dashboards and alerts (``fleet.status``): one point per agent per
-    #: interval; availability is resolved to it.
-    interval_s: int = Field(default=60, ge=5, le=3600)
+    #: interval; availability is resolved to it. At most 2 minutes: the dashboards'
+    #: "now" panels and the alert rules look at the last 5.
+    interval_s: int = Field(default=60, ge=5, le=120)
+    #: An agent silent this long is taken for retired: no status is written for it any
+    #: more, so a booth taken away does not stay "down" (and alerting) for ever. The CLI
+    #: still lists it. Its alert will have fired for all that time before.
+    forget_after_days: int = Field(default=30, ge=1, le=3650)
     #: The revocation list the broker checks clients against: its remaining validity
     #: is written too (``crl_status``), for the alert that comes before the broker
     #: refuses every agent. Read at every interval (it is re-signed in place), so a

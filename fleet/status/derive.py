@@ -13,7 +13,7 @@ The measurements are described in ``fleet.storage.schema``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fleet.desired.targets import ConfigSync, SyncState
 from fleet.rollouts.plan import Outcome, RolloutStatus, WaveCounts
@@ -35,6 +35,11 @@ from vigie_core.contract.releases import ReportedRelease
 def tick(now_ns: int, interval_ns: int) -> int:
     """The boundary of the interval ``now_ns`` falls in: every instance's point time."""
     return now_ns - now_ns % interval_ns
+
+
+def still_watched(view: AgentView, now: datetime, forget_after: timedelta) -> bool:
+    """Whether the agent was seen recently enough to be expected back."""
+    return view.last_seen is None or now - view.last_seen <= forget_after
 
 
 def in_hours(view: AgentView, now: datetime) -> bool:

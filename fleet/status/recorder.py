@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from fleet.status.derive import (
     new_reports,
     release_report_point,
     rollout_points,
+    still_watched,
     tick,
 )
 from fleet.storage.influx import InfluxClient
@@ -73,6 +74,7 @@ class StatusRecorder:
     ) -> None:
         self.interval_s = config.status.interval_s
         self._crl_file = config.status.crl_file
+        self._forget_after = timedelta(days=config.status.forget_after_days)
         self.topics = Topics(config.mqtt.topic_prefix)
         self._influx = influx
         self._link = link
@@ -146,6 +148,7 @@ class StatusRecorder:
         points = [
             agent_status_point(view, now, at, seqs.get(view.agent_id))
             for view in list_agents(self._influx, now)
+            if still_watched(view, now, self._forget_after)
         ]
         marks = Marks()
         snapshot = self._rollouts.snapshot()

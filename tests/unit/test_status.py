@@ -14,6 +14,7 @@ from fleet.status.derive import (
     new_reports,
     release_report_point,
     rollout_points,
+    still_watched,
     tick,
 )
 from fleet.storage.points import ns
@@ -177,3 +178,10 @@ def test_the_crl_point_counts_days_left_or_says_it_could_not_be_read() -> None:
         "next_update": "2026-12-15T00:00:00+00:00",
     }
     assert crl_point(None, TUESDAY_NOON, 5).fields == {"readable": 0}
+
+
+def test_an_agent_silent_for_longer_than_forget_after_is_no_longer_watched() -> None:
+    booth = view(AgentStatus.OFFLINE)  # last seen 90 s before noon
+    month = timedelta(days=30)
+    assert still_watched(booth, TUESDAY_NOON + timedelta(days=29), month)
+    assert not still_watched(booth, TUESDAY_NOON + timedelta(days=31), month)
