@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from edge_agent import __version__
+from edge_agent.aio import wait_or_stop
 from edge_agent.config import AgentConfig, load_agent_config
 from edge_agent.errors import DecodeError, StorageBroken
 from edge_agent.instruments.decoders import registry
@@ -26,6 +27,7 @@ from vigie_core.contract.identifiers import IDENTIFIER_RE
 from vigie_core.errors import DocumentError, TlsError
 from vigie_core.files import write_private
 from vigie_core.tls import key_pem, new_key, signing_request
+from vigie_core.watchdog import Notifier
 
 app = typer.Typer(no_args_is_help=True)
 profiles_app = typer.Typer(help="Device profiles: list and validate.", no_args_is_help=True)
@@ -112,6 +114,23 @@ async def _run(agents: list[Agent]) -> None:
     async with asyncio.TaskGroup() as group:
         for agent in agents:
             group.create_task(agent.run(stop), name=agent.config.agent_id)
+        group.create_task(_tell_systemd(agents, stop), name="systemd")
+
+
+async def _tell_systemd(agents: list[Agent], stop: asyncio.Event) -> None:
+    """READY=1 once the agents run; then, under a systemd watchdog, WATCHDOG=1 each
+    time this event loop and every agent's outbox thread (behind the writes queued so
+    far) have answered: a hung loop or a stuck disk stops the pings, and systemd kills
+    and restarts the agent."""
+    notifier = Notifier.from_environment()
+    notifier.ready()
+    interval = notifier.ping_interval_s
+    if interval is None:
+        return
+    while not await wait_or_stop(stop, interval):
+        for agent in agents:
+            await agent.recorder.call(lambda: None)
+        notifier.alive()
 
 
 @app.command()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from pathlib import Path
 
 from fleet.config import FleetConfig
@@ -30,6 +31,7 @@ from fleet.rollouts.driver import RolloutDriver
 from fleet.status.recorder import StatusRecorder
 from fleet.storage.influx import InfluxClient
 from vigie_core.backoff import backoff_delay
+from vigie_core.watchdog import Notifier
 
 log = logging.getLogger("fleet")
 
@@ -164,7 +166,17 @@ def run_service(
             pass
         if ingest.subscribed.is_set():
             ready_file.write_text(f"{settings.mqtt.instance_id}\n")
-    while not stop.wait(STATS_INTERVAL_S):
+    notifier = Notifier.from_environment()
+    notifier.ready()
+    # Under a systemd watchdog the loop wakes more often than it logs: each wake-up is
+    # a ping, which only a loop that still runs sends.
+    step = min(STATS_INTERVAL_S, notifier.ping_interval_s or STATS_INTERVAL_S)
+    next_stats = time.monotonic() + STATS_INTERVAL_S
+    while not stop.wait(step):
+        notifier.alive()
+        if time.monotonic() < next_stats:
+            continue
+        next_stats += STATS_INTERVAL_S
         stats = ingest.stats
         log.info(
             "received %d, stored %d points, rejected %s",

@@ -9,6 +9,7 @@ import typer
 
 from fleet import __version__
 from fleet.cli.agents import agent_show, agents, readings_command
+from fleet.cli.check import check
 from fleet.cli.config import config_app
 from fleet.cli.demo import demo
 from fleet.cli.release import keys_app, release_app
@@ -36,6 +37,7 @@ def main(
 
 
 app.command()(serve)
+app.command()(check)
 app.command()(agents)
 app.command(name="readings")(readings_command)
 app.command()(demo)

@@ -436,7 +436,7 @@ def test_a_broken_agent_config_is_one_line_and_exit_2(
 
 
 @pytest.mark.parametrize(("edits", "field", "reason"), FLEET_CASES)
-@pytest.mark.parametrize("command", ["serve", "agents"])
+@pytest.mark.parametrize("command", ["serve", "agents", "check"])
 def test_a_broken_fleet_config_is_one_line_and_exit_2(
     files: Files, tmp_path: Path, command: str, edits: dict[str, Value], field: str, reason: str
 ) -> None:
@@ -449,8 +449,13 @@ def test_a_broken_fleet_config_is_one_line_and_exit_2(
 )
 @pytest.mark.parametrize(
     "command",
-    [("agent", "run", "--config"), ("agent", "check"), ("fleet", "serve", "--config")],
-    ids=["agent-run", "agent-check", "fleet-serve"],
+    [
+        ("agent", "run", "--config"),
+        ("agent", "check"),
+        ("fleet", "serve", "--config"),
+        ("fleet", "check", "--config"),
+    ],
+    ids=["agent-run", "agent-check", "fleet-serve", "fleet-check"],
 )
 def test_a_config_file_that_cannot_be_read_is_one_line_and_exit_2(
     tmp_path: Path,
@@ -504,6 +509,9 @@ def test_valid_configs_load(files: Files, tmp_path: Path, monkeypatch: pytest.Mo
     fleet = load_fleet_config(fleet_path)
     assert fleet.mqtt.instance_id == "fleet-service"
     assert fleet.influxdb.url == "http://127.0.0.1:8086"  # kept as written
+    done = invoke("fleet", "check", "--config", str(fleet_path))
+    assert done.exit_code == 0, done.output
+    assert done.stdout.startswith(f"{fleet_path}: ok: instance fleet-service, broker ")
     # $VIGIE_INFLUX_PASSWORD overrides the file, which may then not exist.
     config = fleet_config(files, tmp_path)
     config["influxdb"]["password_file"] = files.missing("password")
