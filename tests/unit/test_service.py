@@ -87,6 +87,7 @@ def parts(monkeypatch: pytest.MonkeyPatch) -> Parts:
     monkeypatch.setattr(fleet.service, "BrokerLink", made.link)
     monkeypatch.setattr(fleet.service, "IngestService", made.ingest)
     monkeypatch.setattr(fleet.service, "RolloutDriver", Rollouts)
+    monkeypatch.setattr(fleet.service, "StatusRecorder", Rollouts)  # starts, stops: no more
     monkeypatch.setattr(fleet.service, "backoff_delay", lambda *_: 0.02)
     return made
 
