@@ -23,6 +23,9 @@ from fleet.rollouts.driver import RolloutDriver
 from fleet.security.pki import Role
 from fleet.status.recorder import StatusRecorder
 from fleet.storage.influx import InfluxClient
+from fleet.storage.lineprotocol import Point
+from fleet.storage.points import ns, presence_points
+from fleet.storage.queries import list_agents
 from tests.integration.conftest import Processes, mqtt_client, wait_until
 from tests.unit.test_desired import desired, reported
 from tests.unit.test_rollout import report, spec
@@ -232,3 +235,17 @@ def test_fleet_serve_writes_the_status_every_interval(
     assert {row["state"] for row in written} == {"online"}
     assert all(row["time"] % 5_000_000_000 == 0 for row in written)  # on the boundaries
     assert "Traceback" not in processes.log("fleet")
+
+
+def test_a_half_written_presence_point_is_skipped_not_fatal(influx: InfluxClient) -> None:
+    """InfluxDB 1.x can answer with a point whose fields are not all written yet (met at
+    a 10,000-agent reconnection): list_agents, and so the status recorder and
+    'fleet agents', must not stop on it."""
+    now = datetime.now(UTC)
+    whole = presence_points(birth("booth-1", OpeningHours.always("UTC")), ns(now) - 10**9)
+    influx.write(
+        [*whole, Point("agent_presence", {"site_id": SITE}, ns(now), {"agent_id": "booth-1"})]
+    )
+    (view,) = list_agents(influx, now)
+    assert view.agent_id == "booth-1"
+    assert view.status.value == "online"
