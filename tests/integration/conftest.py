@@ -18,9 +18,11 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from fleet.config import FleetConfig
 from fleet.devstack.influxdb import InfluxDB
 from fleet.devstack.processes import fleet_serve_args, wait_until_subscribed
 from fleet.devstack.services import Mosquitto
+from fleet.ingest.service import IngestService
 from fleet.releases.artifacts import ArtifactServer
 from fleet.security.pki import Role
 from fleet.storage.influx import InfluxClient
@@ -135,6 +137,40 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 def influx(influxdb: InfluxDB, influx_db: str) -> Iterator[InfluxClient]:
     with influxdb.client(influx_db) as client:
         yield client
+
+
+def in_process_settings(
+    mosquitto: Mosquitto, influxdb: InfluxDB, database: str, prefix: str, **sections: Any
+) -> FleetConfig:
+    """A fleet instance's settings for this test's broker, database and prefix, for the
+    parts a test runs in its own process; ``sections`` add to them (``status=...``)."""
+    return FleetConfig.model_validate(
+        {
+            "schema_version": 1,
+            "mqtt": {
+                "port": mosquitto.port,
+                "tls": mosquitto.credentials(f"fleet-{prefix}", Role.SERVICE).as_config(),
+                "topic_prefix": prefix,
+                "share_group": prefix,
+            },
+            "influxdb": {"url": influxdb.url, "database": database},
+            "ingest": {"batch_max_delay_s": 0.05},
+            **sections,
+        }
+    )
+
+
+@pytest.fixture
+def service(
+    mosquitto: Mosquitto, influxdb: InfluxDB, influx: InfluxClient, mqtt_prefix: str
+) -> Iterator[IngestService]:
+    """The ingest of one fleet instance, in this process, subscribed."""
+    config = in_process_settings(mosquitto, influxdb, influx.database, mqtt_prefix)
+    running = IngestService(config, influx)
+    running.start()
+    assert running.subscribed.wait(10)
+    yield running
+    running.stop()
 
 
 @pytest.fixture

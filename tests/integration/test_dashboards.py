@@ -7,7 +7,6 @@ should and nowhere else."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,13 +15,9 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from edge_agent.instruments.simulation.instruments import instrument_for
-from fleet.config import FleetConfig
 from fleet.desired.targets import ConfigSync
-from fleet.devstack.influxdb import InfluxDB
-from fleet.devstack.services import Mosquitto
 from fleet.ingest.service import IngestService
 from fleet.rollouts.plan import evaluate
-from fleet.security.pki import Role
 from fleet.status.derive import (
     agent_status_point,
     config_status_point,
@@ -62,30 +57,6 @@ PARIS = "Europe/Paris"
 #: What the dashboards' variables are set to.
 VARIABLES = {"site": SITE, "agent": "booth-open", "bus": "bus-1"}
 MINUTE_NS = 60 * 1_000_000_000
-
-
-@pytest.fixture
-def service(
-    mosquitto: Mosquitto, influxdb: InfluxDB, influx: InfluxClient, mqtt_prefix: str
-) -> Iterator[IngestService]:
-    config = FleetConfig.model_validate(
-        {
-            "schema_version": 1,
-            "mqtt": {
-                "port": mosquitto.port,
-                "tls": mosquitto.credentials(f"fleet-{mqtt_prefix}", Role.SERVICE).as_config(),
-                "topic_prefix": mqtt_prefix,
-                "share_group": mqtt_prefix,
-            },
-            "influxdb": {"url": influxdb.url, "database": influx.database},
-            "ingest": {"batch_max_delay_s": 0.05},
-        }
-    )
-    running = IngestService(config, influx)
-    running.start()
-    assert running.subscribed.wait(10)
-    yield running
-    running.stop()
 
 
 def birth(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,30 +26,6 @@ from .conftest import mqtt_client, wait_until
 pytestmark = pytest.mark.integration
 
 AT = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def service(
-    mosquitto: Mosquitto, influxdb: InfluxDB, influx: InfluxClient, mqtt_prefix: str
-) -> Iterator[IngestService]:
-    config = FleetConfig.model_validate(
-        {
-            "schema_version": 1,
-            "mqtt": {
-                "port": mosquitto.port,
-                "tls": mosquitto.credentials(f"fleet-{mqtt_prefix}", Role.SERVICE).as_config(),
-                "topic_prefix": mqtt_prefix,
-                "share_group": mqtt_prefix,
-            },
-            "influxdb": {"url": influxdb.url, "database": influx.database},
-            "ingest": {"batch_max_delay_s": 0.05},
-        }
-    )
-    running = IngestService(config, influx)
-    running.start()
-    assert running.subscribed.wait(10)
-    yield running
-    running.stop()
 
 
 def publish(client: mqtt.Client, topic: str, payload: bytes) -> None:

@@ -14,19 +14,22 @@ import paho.mqtt.client as mqtt
 import pytest
 import yaml
 
-from fleet.config import FleetConfig
 from fleet.devstack.influxdb import InfluxDB
 from fleet.devstack.services import Mosquitto
 from fleet.ingest.service import IngestService
 from fleet.link import BrokerLink
 from fleet.rollouts.driver import RolloutDriver
-from fleet.security.pki import Role
 from fleet.status.recorder import StatusRecorder
 from fleet.storage.influx import InfluxClient
 from fleet.storage.lineprotocol import Point
 from fleet.storage.points import ns, presence_points
 from fleet.storage.queries import list_agents
-from tests.integration.conftest import Processes, mqtt_client, wait_until
+from tests.integration.conftest import (
+    Processes,
+    in_process_settings,
+    mqtt_client,
+    wait_until,
+)
 from tests.unit.test_desired import desired, reported
 from tests.unit.test_rollout import report, spec
 from vigie_core.contract.codec import encode
@@ -47,19 +50,12 @@ def recorder(
 ) -> Iterator[StatusRecorder]:
     """One fleet instance's ingest, rollout driver and status recorder on one link; the
     recorder's own thread is not started: the test calls ``record`` per interval."""
-    config = FleetConfig.model_validate(
-        {
-            "schema_version": 1,
-            "mqtt": {
-                "port": mosquitto.port,
-                "tls": mosquitto.credentials(f"fleet-{mqtt_prefix}", Role.SERVICE).as_config(),
-                "topic_prefix": mqtt_prefix,
-                "share_group": mqtt_prefix,
-            },
-            "influxdb": {"url": influxdb.url, "database": influx.database},
-            "ingest": {"batch_max_delay_s": 0.05},
-            "status": {"interval_s": 60, "crl_file": str(mosquitto.files.crl)},
-        }
+    config = in_process_settings(
+        mosquitto,
+        influxdb,
+        influx.database,
+        mqtt_prefix,
+        status={"interval_s": 60, "crl_file": str(mosquitto.files.crl)},
     )
     link = BrokerLink(config.mqtt)
     ingest = IngestService(config, influx, link)
