@@ -17,6 +17,7 @@ lets the application acknowledge QoS 1 messages itself (``manual_ack``).
 from __future__ import annotations
 
 import logging
+import struct
 import threading
 import time
 import uuid
@@ -31,6 +32,10 @@ from fleet.mqtt import paho_client
 from vigie_core.clock import utc_now
 from vigie_core.contract.presence import InstanceClaim
 from vigie_core.contract.topics import QOS_DATA, QOS_STATE, Topics
+
+#: A PUBACK of MQTT 3.1.1 and 5 (reason code and properties omitted: success).
+_PUBACK = struct.Struct("!BBH")
+_PUBACK_HEADER = mqtt.PUBACK
 
 log = logging.getLogger("fleet.link")
 
@@ -143,6 +148,24 @@ class BrokerLink:
     def ack(self, message: mqtt.MQTTMessage) -> None:
         if message.qos > 0:
             self.client.ack(message.mid, message.qos)
+
+    def ack_all(self, mids: list[int]) -> None:
+        """Acknowledge these QoS 1 messages, in this order, in one write.
+
+        paho sends each ``ack()`` as its own packet: a wake-up of its network thread, a
+        TLS record and a system call per message, a sixth of the ingest's time. The
+        PUBACKs are the same four bytes each way, so they are queued as one buffer
+        through paho's packet queue (private, hence the fallback; paho is pinned < 3).
+        """
+        if not mids:
+            return
+        queue_packet = getattr(self.client, "_packet_queue", None)
+        if queue_packet is None:  # pragma: no cover - another paho than the pinned one
+            for mid in mids:
+                self.client.ack(mid, 1)
+            return
+        packets = b"".join(_PUBACK.pack(_PUBACK_HEADER, 2, mid) for mid in mids)
+        queue_packet(mqtt.PUBACK, packets, 0, 0)
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> mqtt.MQTTMessageInfo:
         return self.client.publish(topic, payload, qos=QOS_DATA, retain=retain)

@@ -81,7 +81,8 @@ class IngestService:
         self._rng = rng or random.Random()
         self._clock = UniqueClock()
         self._seen = RecentSeqs()
-        self._pending: queue.Queue[Pending] = queue.Queue()
+        # SimpleQueue: the C one, a third of queue.Queue's cost per message.
+        self._pending: queue.SimpleQueue[Pending] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self._rejections = RateLimitedLog()
         self._writer_thread = threading.Thread(
@@ -171,9 +172,8 @@ class IngestService:
                 # Shutting down with InfluxDB away: leave the batch unacknowledged, the
                 # broker redelivers it to this session (or a sibling) later.
                 return
-            for item in batch:
-                if item.qos > 0:
-                    self.link.client.ack(item.mid, item.qos)
+            # In arrival order, as MQTT requires; the fleet subscribes with QoS 1.
+            self.link.ack_all([item.mid for item in batch if item.qos == 1])
             self.stats.acknowledged += len(batch)
             try:
                 self._confirm_stored(batch)

@@ -10,7 +10,7 @@ The measurements, their tags and fields are listed in ``fleet.storage.schema``.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 
 from fleet.storage.lineprotocol import FieldValue, Point
@@ -45,9 +45,12 @@ MAX_CLOCK_AHEAD_NS: Final = 5 * 60 * 1_000_000_000
 DEAD_LETTER_EXCERPT_BYTES: Final = 2048
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def ns(at: datetime) -> int:
     """An aware datetime as integer nanoseconds since the epoch, without float rounding."""
-    delta = at - datetime(1970, 1, 1, tzinfo=at.tzinfo)
+    delta = at - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
 
 

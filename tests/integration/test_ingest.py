@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from vigie_core.contract.codec import MAX_PAYLOAD_BYTES, encode
 from vigie_core.contract.data import Reading, ReadingKind, StoredAck
 from vigie_core.contract.topics import Topics
 
-from .conftest import mqtt_client, wait_until
+from .conftest import in_process_settings, mqtt_client, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -331,3 +332,37 @@ def test_with_a_spill_the_fleet_confirms_during_an_outage_and_stores_everything_
             listener.disconnect()
             listener.loop_stop()
     assert sorted(row["seq"] for row in stored[0].rows()) == list(range(1, 31))
+
+
+def test_every_message_of_a_batch_is_acknowledged_in_one_write_and_none_comes_back(
+    mosquitto: Mosquitto,
+    influxdb: InfluxDB,
+    influx: InfluxClient,
+    publisher: mqtt.Client,
+    mqtt_prefix: str,
+) -> None:
+    """The PUBACKs of a stored batch go as one buffer (``BrokerLink.ack_all``): if one
+    were malformed the broker would drop the connection, and one left out would come
+    back to the same session after a restart."""
+    config = in_process_settings(mosquitto, influxdb, influx.database, mqtt_prefix)
+    first = IngestService(config, influx)
+    first.start()
+    assert first.subscribed.wait(10)
+    messages = [reading("booth-1", seq) for seq in range(1, 301)]
+    for message in messages:
+        publisher.publish(Topics(mqtt_prefix).topic_for(message), encode(message), qos=1)
+    wait_until(lambda: first.stats.acknowledged >= 300, 30, "300 acknowledged")
+    first.stop()
+    assert first.link.client.is_connected() is False
+
+    # The same instance again, on the same persistent session: nothing is redelivered.
+    again = IngestService(config, influx)
+    again.start()
+    try:
+        assert again.subscribed.wait(10)
+        time.sleep(2.0)
+        assert again.stats.received == 0
+    finally:
+        again.stop()
+    (stored,) = influx.query('SELECT count("seq") FROM "blood_pressure"')
+    assert stored.rows()[0]["count"] == 300

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import enum
+
 import pytest
 
 from fleet.errors import LineProtocolError
+from fleet.storage import lineprotocol
 from fleet.storage.lineprotocol import Point, encode_batch, encode_point
 
 
@@ -74,3 +77,32 @@ def test_floats_round_trip_exactly() -> None:
 def test_batches_end_every_line() -> None:
     body = encode_batch([Point("m", {"f": 1}, 1), Point("m", {"f": 2}, 2)])
     assert body == b"m f=1i 1\nm f=2i 2\n"
+
+
+def test_names_checked_once_are_encoded_the_same_every_time_and_refusals_are_never_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The encoder keeps names it has checked and escaped (they repeat point after
+    # point); a tiny bound makes it clear its memory on almost every point.
+    monkeypatch.setattr(lineprotocol, "_CACHE_MAX", 3)
+    point = Point("my meas", {"field key=": 1.5, "n": -2, "on": False}, 9, {"t k": "a,b", "u": "x"})
+    expected = r'my\ meas,t\ k=a\,b,u=x field\ key\==1.5,n=-2i,on=false 9'
+    for _ in range(5):
+        assert encode_point(point) == expected
+    for _ in range(3):  # refused every time, never taken for checked
+        with pytest.raises(LineProtocolError):
+            encode_point(Point("m", {"f": 1.0}, 1, {"t": "ends with \\"}))
+    assert len(lineprotocol._names) <= 3
+
+
+class _Status(enum.StrEnum):
+    OK = "ok"
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
+def test_enum_members_are_encoded_as_their_values() -> None:
+    point = Point("m", {"s": _Status.OK, "l": _Level.HIGH}, 1)
+    assert encode_point(point) == 'm s="ok",l=3i 1'
