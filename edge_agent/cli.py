@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from edge_agent import __version__
 from edge_agent.aio import wait_or_stop
@@ -250,6 +248,9 @@ def profiles_list(
     if json_output:
         typer.echo(json.dumps(rows, indent=2))
         return
+    from rich.console import Console  # noqa: PLC0415 - see _print_formats
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table("name", "kind", "transport", "decoders", "title")
     for row in rows:
         table.add_row(
@@ -358,6 +359,11 @@ def _print_formats(json_output: bool) -> None:
     if json_output:
         typer.echo(json.dumps(rows, indent=2))
         return
+    # rich only for the commands that print tables: `edge-agent run`, which runs all
+    # day, never loads it.
+    from rich.console import Console  # noqa: PLC0415
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table("format", "title", "input", "framing")
     for row in rows:
         table.add_row(row["name"], row["title"], row["input"], row["framing"])

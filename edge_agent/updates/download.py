@@ -8,8 +8,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
-
 from edge_agent.errors import DownloadError
 from vigie_core.backoff import backoff_delay
 
@@ -29,6 +27,10 @@ def download(
 
     The size is only a stopping rule: the caller checks the hash and signature.
     """
+    # Imported here, when a release is downloaded: httpx brings its command line with
+    # it (click, rich, pygments: 10 MiB of an idle agent's memory).
+    import httpx  # noqa: PLC0415
+
     partial = destination.with_name(destination.name + ".part")
     rng = rng or random.Random()
     for attempt in range(attempts):
@@ -56,6 +58,8 @@ def _fetch_from(
     timeout_s: float,
     progress: Callable[[int, int], None],
 ) -> None:
+    import httpx  # noqa: PLC0415 - see download()
+
     headers = {"Range": f"bytes={offset}-"} if offset else {}
     with httpx.stream("GET", url, headers=headers, timeout=timeout_s) as response:
         if response.status_code == 200 and offset:

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import httpx
-
 from edge_agent import __version__
 from edge_agent.config import AgentConfig, UpdateSettings
 from edge_agent.consultation import current_consultation
@@ -162,7 +160,7 @@ class Updater:
             return
         try:
             artifact = await asyncio.to_thread(self._fetch_and_verify, desired)
-        except (ReleaseError, DownloadError, httpx.HTTPError, OSError) as exc:
+        except (ReleaseError, DownloadError, OSError) as exc:
             self._set(UpdatePhase.REFUSED, version, reason=str(exc))
             return
         slot = await asyncio.to_thread(self.slots.inactive_slot)
@@ -212,13 +210,19 @@ class Updater:
         folder = self.slots.downloads / version
         folder.mkdir(parents=True, exist_ok=True)
         self._set(UpdatePhase.DOWNLOADING, version, percent=0)
-        with httpx.Client(timeout=30) as http:
-            manifest_raw = http.get(f"{base}/{MANIFEST_NAME}")
-            manifest_raw.raise_for_status()
-            signature = http.get(f"{base}/{MANIFEST_NAME}{SIGNATURE_SUFFIX}")
-            if signature.status_code == 404:
-                raise ReleaseError("unsigned release: no signature beside the manifest")
-            signature.raise_for_status()
+        # Imported here, when a release is fetched: see download.download.
+        import httpx  # noqa: PLC0415
+
+        try:
+            with httpx.Client(timeout=30) as http:
+                manifest_raw = http.get(f"{base}/{MANIFEST_NAME}")
+                manifest_raw.raise_for_status()
+                signature = http.get(f"{base}/{MANIFEST_NAME}{SIGNATURE_SUFFIX}")
+                if signature.status_code == 404:
+                    raise ReleaseError("unsigned release: no signature beside the manifest")
+                signature.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise DownloadError(f"{base}: {exc}") from None
         self._set(UpdatePhase.VERIFYING, version)
         key = load_public_key(self.settings.public_key_file.read_bytes())
         manifest = verify(manifest_raw.content, signature.content, key)
