@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import subprocess
 import sys
 import tempfile
@@ -177,7 +178,8 @@ def wait_stored(influx: InfluxClient, at_least: int, timeout_s: float) -> int:
     return count
 
 
-def run(window_s: float, console: Console) -> list[tuple[str, str]]:
+def run(window_s: float, console: Console, figures: dict[str, float]) -> list[tuple[str, str]]:
+    """The table's rows; ``figures`` gets the same as numbers (for ``--json``)."""
     rows: list[tuple[str, str]] = []
     with (
         tempfile.TemporaryDirectory(prefix="vigie-footprint-") as scratch,
@@ -194,6 +196,11 @@ def run(window_s: float, console: Console) -> list[tuple[str, str]]:
             time.sleep(15)  # start, connect, birth
             idle = measure(process, proxy, window_s)
         per_hour = idle.bytes * 3600 / idle.seconds
+        figures |= {
+            "idle_rss_mib": round(idle.rss_mb, 1),
+            "idle_cpu_percent": round(idle.cpu_percent, 2),
+            "idle_bytes_per_hour": round(per_hour),
+        }
         rows += [
             ("idle: RSS, edge-agent run (max over the window)", f"{idle.rss_mb:.1f} MiB"),
             ("idle: CPU of one core", f"{idle.cpu_percent:.2f} %"),
@@ -211,6 +218,11 @@ def run(window_s: float, console: Console) -> list[tuple[str, str]]:
         per_reading = (readings.bytes - idle.bytes * readings.seconds / idle.seconds) / max(
             count, 1
         )
+        figures |= {
+            "readings_rss_mib": round(readings.rss_mb, 1),
+            "readings_cpu_percent": round(readings.cpu_percent, 2),
+            "live_bytes_per_reading": round(per_reading),
+        }
         rows += [
             ("readings: RSS", f"{readings.rss_mb:.1f} MiB"),
             ("readings: CPU of one core", f"{readings.cpu_percent:.2f} %"),
@@ -238,6 +250,7 @@ def run(window_s: float, console: Console) -> list[tuple[str, str]]:
                 stored = wait_stored(influx, already + BACKLOG, 300) - already
                 time.sleep(3)  # the last confirmations
                 sent = proxy.total - bytes_before
+            figures[f"backlog_bytes_per_reading_batch_{batch}"] = round(sent / max(stored, 1))
             rows.append((f"backlog {label}: bytes per reading", f"{sent / max(stored, 1):.0f} B"))
     return rows
 
@@ -245,9 +258,13 @@ def run(window_s: float, console: Console) -> list[tuple[str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--window-s", type=float, default=120.0)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     console = Console()
-    rows = run(args.window_s, console)
+    figures: dict[str, float] = {"window_s": args.window_s}
+    rows = run(args.window_s, console, figures)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
     table = Table(title="bench/footprint.py: edge-agent run, one booth")
     table.add_column("what")
     table.add_column("figure", justify="right")
