@@ -83,6 +83,9 @@ class IngestService:
         self._seen = RecentSeqs()
         # SimpleQueue: the C one, a third of queue.Queue's cost per message.
         self._pending: queue.SimpleQueue[Pending] = queue.SimpleQueue()
+        #: Set by the network thread once a batch's worth of messages waits: the writer
+        #: sleeps until then (or the batch's deadline) instead of waking per message.
+        self._batch_ready = threading.Event()
         self._stopping = threading.Event()
         self._rejections = RateLimitedLog()
         self._writer_thread = threading.Thread(
@@ -138,6 +141,8 @@ class IngestService:
         self._pending.put(
             Pending(decoded.lines, message.mid, message.qos, decoded.agent_id, list(decoded.seqs))
         )
+        if self._pending.qsize() >= self.config.ingest.batch_max_points:
+            self._batch_ready.set()
 
     # --- InfluxDB side (writer thread) -------------------------------------------------
 
@@ -150,13 +155,18 @@ class IngestService:
         batch, count = [first], len(first.lines)
         deadline = time.monotonic() + settings.batch_max_delay_s
         while count < settings.batch_max_points:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
             try:
-                item = self._pending.get(timeout=remaining)
+                item = self._pending.get_nowait()
             except queue.Empty:
-                break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                # Waiting in get() would wake this thread for every message, a thread
+                # switch each (measured: a tenth of the ingest's CPU); sleep until the
+                # deadline, or until the network thread says a batch's worth waits.
+                self._batch_ready.wait(remaining)
+                self._batch_ready.clear()
+                continue
             batch.append(item)
             count += len(item.lines)
         return batch
