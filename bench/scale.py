@@ -53,7 +53,6 @@ from scale_sim import HEALTH_INTERVAL_S, READING_INTERVAL_S, serve
 from fleet.devstack.influxdb import InfluxDB, fleet_settings
 from fleet.devstack.processes import start_fleet_service, terminate
 from fleet.devstack.services import Mosquitto
-from fleet.security.pki import CertificateAuthority, Issued
 from fleet.storage.influx import InfluxClient
 from fleet.storage.presence import AgentStatus
 from fleet.storage.queries import DATA_MEASUREMENTS, list_agents
@@ -64,43 +63,13 @@ DATABASE = "scale"
 console = Console(width=150)
 
 
-class BulkAuthority(CertificateAuthority):
-    """The CA with its inventory held in memory while thousands are enrolled.
-
-    ``CertificateAuthority.issue`` reads and rewrites the whole inventory (indented
-    JSON, through ``dataclasses.asdict``) for every certificate: O(n) each, O(n²) for
-    a fleet. Measured: 7 s for the first 600, 0.33 s each at 10,000 (half an hour). The
-    benchmark issues through the same code but writes the inventory once at the end.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        super().__init__(folder)
-        self._held: list[Issued] | None = None
-
-    def entries(self) -> list[Issued]:
-        if self._held is None:
-            self._held = super().entries()
-        return self._held
-
-    def _save(self, entries: list[Issued]) -> None:
-        self._held = entries
-
-    def flush(self) -> None:
-        with self._locked():
-            super()._save(self.entries())
-
-
 def enroll(broker: Mosquitto, names: list[str]) -> dict[str, Any]:
     """Every agent's identity, issued once (kept in the broker's folder); before the
     broker starts, so it starts knowing them all (``dynamic-security.json``)."""
-    authority = BulkAuthority(broker.authority.folder)
-    broker.authority = authority
     started = time.monotonic()
     existing = sum((broker.workdir / "identities" / name / "client.crt").exists() for name in names)
     broker.enroll(*names)
     broker.service_credentials  # noqa: B018 - the fleet's identity, issued the same way
-    authority.flush()
-    broker.authority = CertificateAuthority(authority.folder)  # from here on, as usual
     return {
         "issued": len(names) - existing,
         "cached": existing,
