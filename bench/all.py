@@ -44,7 +44,7 @@ HERE = Path(__file__).resolve().parent
 TOOLS = HERE / ".tools"
 TOOLS_PYTHON = TOOLS / "venv" / "bin" / "python"
 
-console = Console()
+console = Console(width=160)
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ class Step:
 
 
 STEPS = [
-    Step("bridges", [], ["--agents", "4", "--readings", "1000"]),
+    Step("bridges", ["--readings", "5000"], ["--agents", "4", "--readings", "1000"]),
     Step(
         "scale",
         ["--agents", "10000", "--steady-s", "120"],

@@ -83,8 +83,9 @@ class IngestService:
         self._seen = RecentSeqs()
         # SimpleQueue: the C one, a third of queue.Queue's cost per message.
         self._pending: queue.SimpleQueue[Pending] = queue.SimpleQueue()
-        #: Set by the network thread once a batch's worth of messages waits: the writer
-        #: sleeps until then (or the batch's deadline) instead of waking per message.
+        #: Set by the network thread once a batch's worth of messages waits, or the
+        #: broker's in-flight window is full: the writer sleeps until then (or the
+        #: batch's deadline) instead of waking per message.
         self._batch_ready = threading.Event()
         self._stopping = threading.Event()
         self._rejections = RateLimitedLog()
@@ -141,8 +142,13 @@ class IngestService:
         self._pending.put(
             Pending(decoded.lines, message.mid, message.qos, decoded.agent_id, list(decoded.seqs))
         )
-        if self._pending.qsize() >= self.config.ingest.batch_max_points:
+        if self._pending.qsize() >= self.config.ingest.batch_max_points or self._window_full():
             self._batch_ready.set()
+
+    def _window_full(self) -> bool:
+        """The broker's whole in-flight window is here: nothing more comes until acked."""
+        unacknowledged = self.stats.received - self.stats.acknowledged
+        return unacknowledged >= self.config.ingest.broker_max_inflight
 
     # --- InfluxDB side (writer thread) -------------------------------------------------
 
@@ -159,11 +165,12 @@ class IngestService:
                 item = self._pending.get_nowait()
             except queue.Empty:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or self._window_full():
                     break
                 # Waiting in get() would wake this thread for every message, a thread
                 # switch each (measured: a tenth of the ingest's CPU); sleep until the
-                # deadline, or until the network thread says a batch's worth waits.
+                # deadline, or until the network thread says a batch's worth waits (only
+                # a wake-up: the conditions are checked again here).
                 self._batch_ready.wait(remaining)
                 self._batch_ready.clear()
                 continue

@@ -366,3 +366,36 @@ def test_every_message_of_a_batch_is_acknowledged_in_one_write_and_none_comes_ba
         again.stop()
     (stored,) = influx.query('SELECT count("seq") FROM "blood_pressure"')
     assert stored.rows()[0]["count"] == 300
+
+
+def test_a_full_in_flight_window_is_written_at_once_not_at_the_batch_deadline(
+    mosquitto: Mosquitto,
+    influxdb: InfluxDB,
+    influx: InfluxClient,
+    publisher: mqtt.Client,
+    mqtt_prefix: str,
+) -> None:
+    """The broker sends no more than its in-flight window (``max_inflight_messages``,
+    1000 here) until the fleet acknowledges: a batch waiting for more points than that
+    would wait for its deadline every time."""
+    config = in_process_settings(
+        mosquitto,
+        influxdb,
+        influx.database,
+        mqtt_prefix,
+        ingest={"batch_max_points": 100_000, "batch_max_delay_s": 10, "broker_max_inflight": 1000},
+    )
+    consumer = IngestService(config, influx)
+    consumer.start()
+    try:
+        assert consumer.subscribed.wait(10)
+        started = time.monotonic()
+        # 2,500 readings: two full windows and a half one (which waits for the deadline).
+        for seq in range(1, 2501):
+            message = reading("booth-1", seq)
+            publisher.publish(Topics(mqtt_prefix).topic_for(message), encode(message), qos=1)
+        wait_until(lambda: consumer.stats.acknowledged >= 2000, 9, "two windows written")
+        assert time.monotonic() - started < 10  # before the first batch's deadline
+        wait_until(lambda: consumer.stats.acknowledged >= 2500, 30, "the rest, at its deadline")
+    finally:
+        consumer.stop()

@@ -86,7 +86,7 @@ def test_names_checked_once_are_encoded_the_same_every_time_and_refusals_are_nev
     # point); a tiny bound makes it clear its memory on almost every point.
     monkeypatch.setattr(lineprotocol, "_CACHE_MAX", 3)
     point = Point("my meas", {"field key=": 1.5, "n": -2, "on": False}, 9, {"t k": "a,b", "u": "x"})
-    expected = r'my\ meas,t\ k=a\,b,u=x field\ key\==1.5,n=-2i,on=false 9'
+    expected = r"my\ meas,t\ k=a\,b,u=x field\ key\==1.5,n=-2i,on=false 9"
     for _ in range(5):
         assert encode_point(point) == expected
     for _ in range(3):  # refused every time, never taken for checked
