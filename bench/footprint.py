@@ -178,7 +178,55 @@ def wait_stored(influx: InfluxClient, at_least: int, timeout_s: float) -> int:
     return count
 
 
-def run(window_s: float, console: Console, figures: dict[str, float]) -> list[tuple[str, str]]:
+#: What `edge-agent run` imports, in an order where each adds its own share: the
+#: agent's memory is mostly libraries, and this says which.
+IMPORT_LADDER = (
+    "yaml",
+    "psutil",
+    "serial",
+    "pydantic",
+    "vigie_core.contract.codec",
+    "cryptography.x509",
+    "vigie_core.tls",
+    "edge_agent.config",
+    "paho.mqtt.client",
+    "aiomqtt",
+    "typer",
+    "edge_agent.runtime.supervisor",
+    "edge_agent.cli",
+    "bleak",
+)
+
+_LADDER_SCRIPT = """
+import json, sys
+def rss():  # VmHWM: this process's peak (ru_maxrss would keep the parent's, from before exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+steps = [("python " + sys.version.split()[0], rss())]
+for name in sys.argv[1:]:
+    __import__(name)
+    steps.append((name, rss()))
+print(json.dumps(steps))
+"""
+
+
+def import_ladder() -> list[tuple[str, float, float]]:
+    """(module, peak RSS MiB after importing it, what it added), in a fresh process."""
+    result = subprocess.run(
+        [sys.executable, "-c", _LADDER_SCRIPT, *IMPORT_LADDER],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    steps = json.loads(result.stdout)
+    return [
+        (name, rss, rss - (steps[index - 1][1] if index else 0.0))
+        for index, (name, rss) in enumerate(steps)
+    ]
+
+
+def run(window_s: float, console: Console, figures: dict[str, Any]) -> list[tuple[str, str]]:
     """The table's rows; ``figures`` gets the same as numbers (for ``--json``)."""
     rows: list[tuple[str, str]] = []
     with (
@@ -261,16 +309,24 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     console = Console()
-    figures: dict[str, float] = {"window_s": args.window_s}
+    figures: dict[str, Any] = {"window_s": args.window_s}
     rows = run(args.window_s, console, figures)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=1))
     table = Table(title="bench/footprint.py: edge-agent run, one booth")
     table.add_column("what")
     table.add_column("figure", justify="right")
     for row in rows:
         table.add_row(*row)
     console.print(table)
+    ladder = import_ladder()
+    figures["imports_mib"] = {name: round(added, 1) for name, _, added in ladder}
+    imports = Table(title="what edge-agent run imports: peak RSS (VmHWM) after each")
+    for column in ("module", "RSS MiB", "added MiB"):
+        imports.add_column(column, justify="left" if column == "module" else "right")
+    for name, rss, added in ladder:
+        imports.add_row(name, f"{rss:.1f}", f"{added:+.1f}")
+    console.print(imports)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1))
 
 
 if __name__ == "__main__":
