@@ -23,7 +23,7 @@ reading ignores that line, and the next issue cuts it off. Reading takes the jou
 first, then ``inventory.json``, and leaves out what the second already holds (by
 serial), so a reader needs no lock.
 
-Longer than the usual 400 lines: issuing, revoking, the journal and the CRL change
+This module is longer than the usual 400 lines: issuing, revoking, the journal and the CRL change
 the same files under the same lock, and are read together.
 
 The ``cryptography`` package does all the cryptography; this module only decides what
