@@ -64,6 +64,7 @@ from peers import (
 )
 from rich.console import Console
 from rich.table import Table
+from scale import children_named  # bench/ is on the path when a script of it runs
 
 from fleet.devstack.influxdb import InfluxDB, fleet_settings
 from fleet.devstack.processes import start_fleet_service, terminate
@@ -340,15 +341,6 @@ def cpu_seconds(processes: list[psutil.Process]) -> float:
                     total += times.user + times.system + times.children_user
                     total += times.children_system
     return total
-
-
-def children_named(name: str) -> list[psutil.Process]:
-    found = []
-    for child in psutil.Process().children():
-        with contextlib.suppress(psutil.Error):
-            if child.name() == name:
-                found.append(child)
-    return found
 
 
 def stored_points(influx: InfluxClient, agent_ids: set[str]) -> int:
@@ -642,8 +634,8 @@ def run_row(row: Row, root: Path, args: argparse.Namespace) -> Outcome:
         processes, logs, outcome.ready_s = start_bridge(row, root, broker, influxdb, influx, stop)
         meters = Meters(
             [psutil.Process(process.pid) for process in processes],
-            children_named("mosquitto"),
-            children_named("influxd"),
+            children_named("mosquitto")(),
+            children_named("influxd")(),
         )
         load = Load(identities, broker, args, args.batch_size if row.batched else 0, args.timeout_s)
         stop.callback(load.stop)

@@ -195,42 +195,32 @@ class NodeRed(PeerBridge):
         target = self.target
         tab = "vigie-tab"
         writer: dict[str, Any]
+        # What both InfluxDB nodes are given (the batch one takes its database and
+        # measurement from each point, the other from the message).
+        common = {
+            "id": "vigie-write",
+            "z": tab,
+            "influxdb": "vigie-influxdb",
+            "precision": "ms",
+            "retentionPolicy": "",
+            "database": "",
+            "precisionV18FluxV20": "ms",
+            "retentionPolicyV18Flux": "",
+            "org": "",
+            "bucket": "",
+            "x": 700,
+            "y": 100,
+            "wires": [],
+        }
         if self.batch:
-            writer = {
-                "id": "vigie-write",
-                "type": "influxdb batch",
-                "z": tab,
-                "influxdb": "vigie-influxdb",
-                "precision": "ms",
-                "retentionPolicy": "",
-                "name": "points -> InfluxDB",
-                "database": "",
-                "precisionV18FluxV20": "ms",
-                "retentionPolicyV18Flux": "",
-                "org": "",
-                "bucket": "",
-                "x": 700,
-                "y": 100,
-                "wires": [],
-            }
+            writer = {**common, "type": "influxdb batch", "name": "points -> InfluxDB"}
         else:
+            # msg.measurement (empty here): the reading's kind.
             writer = {
-                "id": "vigie-write",
+                **common,
                 "type": "influxdb out",
-                "z": tab,
-                "influxdb": "vigie-influxdb",
                 "name": "point -> InfluxDB",
-                "measurement": "",  # msg.measurement: the reading's kind
-                "precision": "ms",
-                "retentionPolicy": "",
-                "database": "",
-                "precisionV18FluxV20": "ms",
-                "retentionPolicyV18Flux": "",
-                "org": "",
-                "bucket": "",
-                "x": 700,
-                "y": 100,
-                "wires": [],
+                "measurement": "",
             }
         after_function = "vigie-join" if self.batch else "vigie-write"
         nodes: list[dict[str, Any]] = [

@@ -347,12 +347,14 @@ def test_every_message_of_a_batch_is_acknowledged_in_one_write_and_none_comes_ba
     config = in_process_settings(mosquitto, influxdb, influx.database, mqtt_prefix)
     first = IngestService(config, influx)
     first.start()
-    assert first.subscribed.wait(10)
-    messages = [reading("booth-1", seq) for seq in range(1, 301)]
-    for message in messages:
-        publisher.publish(Topics(mqtt_prefix).topic_for(message), encode(message), qos=1)
-    wait_until(lambda: first.stats.acknowledged >= 300, 30, "300 acknowledged")
-    first.stop()
+    try:
+        assert first.subscribed.wait(10)
+        messages = [reading("booth-1", seq) for seq in range(1, 301)]
+        for message in messages:
+            publisher.publish(Topics(mqtt_prefix).topic_for(message), encode(message), qos=1)
+        wait_until(lambda: first.stats.acknowledged >= 300, 30, "300 acknowledged")
+    finally:
+        first.stop()
     assert first.link.client.is_connected() is False
 
     # The same instance again, on the same persistent session: nothing is redelivered.
